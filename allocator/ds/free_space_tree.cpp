@@ -1,0 +1,618 @@
+#include "allocator/ds/free_space_tree.h"
+
+#include <algorithm>
+#include <bit>
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdio>
+#include <limits>
+#include <utility>
+
+#include "allocator/core/assert.h"
+
+namespace vmfrag {
+
+namespace {
+
+using Node = detail::FreeExtentNode;
+
+// Any fixed value works; it only has to be the same on every run.
+constexpr uint64_t kPrioritySeed = 0x76'6d'66'72'61'67'00'01ULL;  // "vmfrag" 0 1
+constexpr size_t kNodesPerPoolChunk = 1024;
+
+uint64_t splitmix64_next(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+unsigned histogram_bucket_of(uint64_t size) { return 63u - static_cast<unsigned>(std::countl_zero(size)); }
+
+uint64_t subtree_bytes_by_address(const Node* n) { return n != nullptr ? n->subtree_bytes_by_address : 0; }
+uint64_t subtree_bytes_by_size(const Node* n) { return n != nullptr ? n->subtree_bytes_by_size : 0; }
+uint64_t subtree_max_size(const Node* n) { return n != nullptr ? n->subtree_max_size : 0; }
+
+std::string formatted(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string formatted(const char* fmt, ...) {
+  char buf[512];
+  va_list args;
+  va_start(args, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, args);
+  va_end(args);
+  return buf;
+}
+
+}  // namespace
+
+FreeSpaceTree::FreeSpaceTree() : priority_state_(kPrioritySeed) {}
+
+FreeSpaceTree::~FreeSpaceTree() = default;
+
+FreeSpaceTree::FreeSpaceTree(FreeSpaceTree&& other) noexcept : priority_state_(kPrioritySeed) { swap(other); }
+
+FreeSpaceTree& FreeSpaceTree::operator=(FreeSpaceTree&& other) noexcept {
+  if (this != &other) {
+    FreeSpaceTree emptied;
+    swap(emptied);      // this is now empty; its old contents die with `emptied`
+    swap(other);        // this takes other's contents; other is empty
+  }
+  return *this;
+}
+
+void FreeSpaceTree::swap(FreeSpaceTree& other) noexcept {
+  by_address_.swap(other.by_address_);
+  by_size_.swap(other.by_size_);
+  std::swap(head_, other.head_);
+  std::swap(tail_, other.tail_);
+  std::swap(free_bytes_, other.free_bytes_);
+  std::swap(extent_count_, other.extent_count_);
+  std::swap(histogram_, other.histogram_);
+  pool_chunks_.swap(other.pool_chunks_);
+  std::swap(pool_chunks_used_, other.pool_chunks_used_);
+  std::swap(pool_used_in_chunk_, other.pool_used_in_chunk_);
+  std::swap(pool_free_list_, other.pool_free_list_);
+  std::swap(priority_state_, other.priority_state_);
+}
+
+void FreeSpaceTree::clear() {
+  by_address_.reset();
+  by_size_.reset();
+  head_ = tail_ = nullptr;
+  free_bytes_ = 0;
+  extent_count_ = 0;
+  histogram_ = {};
+  pool_chunks_used_ = 0;
+  pool_used_in_chunk_ = 0;
+  pool_free_list_ = nullptr;
+  priority_state_ = kPrioritySeed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Node pool. Nodes are handed out chunk by chunk in order and recycled LIFO through a free list
+// threaded through `next`. Priorities are drawn at hand-out time, so they follow the operation
+// sequence, never the memory layout.
+
+FreeSpaceTree::Node* FreeSpaceTree::allocate_node(uint64_t start, uint64_t size) {
+  Node* n = pool_free_list_;
+  if (n != nullptr) {
+    pool_free_list_ = n->next;
+  } else {
+    if (pool_chunks_used_ == 0 || pool_used_in_chunk_ == kNodesPerPoolChunk) {
+      if (pool_chunks_used_ == pool_chunks_.size()) {
+        pool_chunks_.push_back(std::make_unique<Node[]>(kNodesPerPoolChunk));
+      }
+      ++pool_chunks_used_;
+      pool_used_in_chunk_ = 0;
+    }
+    n = &pool_chunks_[pool_chunks_used_ - 1][pool_used_in_chunk_++];
+  }
+  *n = Node{};
+  n->start = start;
+  n->size = size;
+  n->priority = splitmix64_next(priority_state_);
+  return n;
+}
+
+void FreeSpaceTree::release_node(Node* n) {
+  n->next = pool_free_list_;
+  pool_free_list_ = n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bookkeeping shared by every structural change.
+
+void FreeSpaceTree::count_extent(uint64_t size) {
+  Bucket& b = histogram_[histogram_bucket_of(size)];
+  ++b.extents;
+  b.bytes += size;
+  free_bytes_ += size;
+  ++extent_count_;
+}
+
+void FreeSpaceTree::uncount_extent(uint64_t size) {
+  Bucket& b = histogram_[histogram_bucket_of(size)];
+  --b.extents;
+  b.bytes -= size;
+  free_bytes_ -= size;
+  --extent_count_;
+}
+
+void FreeSpaceTree::link_new_extent(Node* n, Node* prev, Node* next) {
+  n->prev = prev;
+  n->next = next;
+  (prev != nullptr ? prev->next : head_) = n;
+  (next != nullptr ? next->prev : tail_) = n;
+  by_address_.insert(n);
+  by_size_.insert(n);
+  count_extent(n->size);
+}
+
+void FreeSpaceTree::unlink_extent(Node* n) {
+  (n->prev != nullptr ? n->prev->next : head_) = n->next;
+  (n->next != nullptr ? n->next->prev : tail_) = n->prev;
+  by_address_.erase(n);
+  by_size_.erase(n);
+  uncount_extent(n->size);
+  release_node(n);
+}
+
+// Changes an extent's bounds where it stands. Callers only ever move a bound within the gap to the
+// neighbouring extent (merging shrinks a gap to nothing only together with unlinking the other
+// side; clipping moves a bound inwards), so the extent's rank in address order is unchanged and
+// the by-address treap only needs its summaries refreshed along the path to the root. The by-size
+// key (size, start) does change; the node is re-linked there unless the new key still sorts between
+// its current in-order neighbours, which is the common case of the one huge extent that a
+// bottom-up allocator keeps clipping (it stays the largest).
+void FreeSpaceTree::resize_in_place(Node* n, uint64_t new_start, uint64_t new_size) {
+  using BySize = detail::FreeExtentBySize;
+  uncount_extent(n->size);
+  const Node* size_prev = SizeTreap::prev_in_order(n);
+  const Node* size_next = SizeTreap::next_in_order(n);
+  Node rekeyed;
+  rekeyed.start = new_start;
+  rekeyed.size = new_size;
+  const bool keeps_size_rank = (size_prev == nullptr || BySize::less(*size_prev, rekeyed)) &&
+                               (size_next == nullptr || BySize::less(rekeyed, *size_next));
+  if (!keeps_size_rank) by_size_.erase(n);
+  n->start = new_start;
+  n->size = new_size;
+  by_address_.refresh_path(n);
+  if (keeps_size_rank) {
+    by_size_.refresh_path(n);
+  } else {
+    by_size_.insert(n);
+  }
+  count_extent(new_size);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Point lookups by address: plain BST descents.
+
+FreeSpaceTree::Node* FreeSpaceTree::first_starting_at_or_after(uint64_t addr) const {
+  Node* best = nullptr;
+  for (Node* n = by_address_.root(); n != nullptr;) {
+    if (n->start >= addr) {
+      best = n;
+      n = n->by_address.left;
+    } else {
+      n = n->by_address.right;
+    }
+  }
+  return best;
+}
+
+FreeSpaceTree::Node* FreeSpaceTree::last_starting_at_or_before(uint64_t addr) const {
+  Node* best = nullptr;
+  for (Node* n = by_address_.root(); n != nullptr;) {
+    if (n->start <= addr) {
+      best = n;
+      n = n->by_address.right;
+    } else {
+      n = n->by_address.left;
+    }
+  }
+  return best;
+}
+
+std::optional<Extent> FreeSpaceTree::extent_containing(uint64_t addr) const {
+  const Node* n = last_starting_at_or_before(addr);
+  if (n == nullptr || addr - n->start >= n->size) return std::nullopt;
+  return Extent{n->start, n->size};
+}
+
+std::optional<Extent> FreeSpaceTree::first_extent_at_or_after(uint64_t addr) const {
+  const Node* n = first_starting_at_or_after(addr);
+  if (n == nullptr) return std::nullopt;
+  return Extent{n->start, n->size};
+}
+
+std::optional<Extent> FreeSpaceTree::last_extent_at_or_before(uint64_t addr) const {
+  const Node* n = last_starting_at_or_before(addr);
+  if (n == nullptr) return std::nullopt;
+  return Extent{n->start, n->size};
+}
+
+uint64_t FreeSpaceTree::largest() const { return subtree_max_size(by_address_.root()); }
+
+// ---------------------------------------------------------------------------------------------
+// insert: add a freed range and coalesce.
+//
+// The extents around the new range are found with one descent: `next` is the lowest extent
+// starting at or after `start`, and `prev` is its list predecessor (or the highest extent when
+// nothing starts after). Because free extents never touch, at most these two can be merged, and
+// merging is decided by exact adjacency:
+//
+//   both:    |prev|new|next|   -> prev grows right over new and next; next's node is freed
+//   prev:    |prev|new|  ...   -> prev grows right
+//   next:    ...  |new|next|   -> next grows left (its start moves down into the old gap)
+//   neither: ... |new| ...     -> a new node is linked between prev and next
+//
+// In every merging case the surviving node keeps its address rank (it grows only into the gap
+// that `new` filled), so resize_in_place's path refresh is enough for the by-address treap.
+void FreeSpaceTree::insert(uint64_t start, uint64_t size) {
+  VMF_CHECK(size > 0, "insert of an empty range at %" PRIu64, start);
+  VMF_CHECK(size <= std::numeric_limits<uint64_t>::max() - start,
+            "insert [%" PRIu64 ", +%" PRIu64 ") overflows uint64", start, size);
+  const uint64_t end = start + size;
+  Node* next = first_starting_at_or_after(start);
+  Node* prev = next != nullptr ? next->prev : tail_;
+  VMF_CHECK(prev == nullptr || prev->end() <= start,
+            "insert [%" PRIu64 ", %" PRIu64 ") overlaps free extent [%" PRIu64 ", %" PRIu64 ")", start, end,
+            prev->start, prev->end());
+  VMF_CHECK(next == nullptr || next->start >= end,
+            "insert [%" PRIu64 ", %" PRIu64 ") overlaps free extent [%" PRIu64 ", %" PRIu64 ")", start, end,
+            next->start, next->end());
+
+  const bool merges_prev = prev != nullptr && prev->end() == start;
+  const bool merges_next = next != nullptr && next->start == end;
+  if (merges_prev && merges_next) {
+    const uint64_t merged_size = prev->size + size + next->size;
+    unlink_extent(next);
+    resize_in_place(prev, prev->start, merged_size);
+  } else if (merges_prev) {
+    resize_in_place(prev, prev->start, prev->size + size);
+  } else if (merges_next) {
+    resize_in_place(next, start, size + next->size);
+  } else {
+    link_new_extent(allocate_node(start, size), prev, next);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// remove: carve an allocated range out of the free extent that contains it.
+//
+// Like the kernel's va_clip, the cut is classified by which edges of the extent it shares:
+//
+//   whole (FL):   |<------ extent ------>|      the node is unlinked
+//                 |<------ removed ----->|
+//
+//   left (LE):    |<------ extent ------>|      start moves up, size shrinks; rank unchanged
+//                 |<- removed ->|
+//
+//   right (RE):   |<------ extent ------>|      size shrinks; rank unchanged
+//                         |<- removed ->|
+//
+//   middle (NE):  |<------ extent ------>|      the node keeps the left part; a new node holds
+//                 |left|<-removed->|right|     the right part, linked right after it
+//
+// Only the middle case can allocate (one node, from the pool).
+void FreeSpaceTree::remove(uint64_t start, uint64_t size) {
+  VMF_CHECK(size > 0, "remove of an empty range at %" PRIu64, start);
+  VMF_CHECK(size <= std::numeric_limits<uint64_t>::max() - start,
+            "remove [%" PRIu64 ", +%" PRIu64 ") overflows uint64", start, size);
+  const uint64_t end = start + size;
+  Node* n = last_starting_at_or_before(start);
+  VMF_CHECK(n != nullptr && n->end() >= end,
+            "remove [%" PRIu64 ", %" PRIu64 ") is not inside one free extent", start, end);
+
+  const uint64_t extent_end = n->end();
+  const bool at_left_edge = n->start == start;
+  const bool at_right_edge = extent_end == end;
+  if (at_left_edge && at_right_edge) {
+    unlink_extent(n);
+  } else if (at_left_edge) {
+    resize_in_place(n, end, extent_end - end);
+  } else if (at_right_edge) {
+    resize_in_place(n, n->start, start - n->start);
+  } else {
+    resize_in_place(n, n->start, start - n->start);
+    link_new_extent(allocate_node(end, extent_end - end), n, n->next);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// find_lowest_fit: exact lowest aligned fit inside [lo, hi).
+//
+// Within one extent E the lowest candidate is s = align_up(max(E.start, lo)); E has a fit iff
+// s + size <= min(E.end, hi). Extents are disjoint and visited in address order, so the first
+// extent with a fit holds the lowest fit overall. The search is an in-order walk of the
+// by-address treap that skips every subtree which provably holds no fit:
+//   - by size: subtree_max_size < size means no extent there is even long enough;
+//   - by address: extents never touch, so every extent left of node x ends at most at x.start - 1
+//     and the left subtree can only fit if lo + size < x.start; every extent right of x starts at
+//     least at x.end + 1, so the right subtree can only fit if x.end + size < hi.
+// The kernel instead prunes with size + align - 1, which guarantees any extent it enters fits but
+// misses extents of size in [size, size + align - 1) whose start happens to be aligned well enough
+// (e.g. [8K, 16K) for 8K aligned to 8K). We prune only with what is necessary, so we never miss,
+// and pay for it only when the walk enters an extent that is long enough yet fails.
+//
+// Cost: the walk visits the ancestors of the nodes it checks, so it is O((k+1) * depth) where k
+// counts the checked nodes that fail. A node reached with size >= `size` fails only if alignment
+// or clipping defeats it: alignment needs size < `size` + align - 1 (a longer extent always holds
+// an aligned fit) and cannot happen at all if align divides the extent's start; clipping affects
+// at most the extent containing lo and the one containing hi. The address pruning keeps the walk
+// on the single search path toward lo (and back from hi) for extents outside the range.
+std::optional<uint64_t> FreeSpaceTree::find_lowest_fit(uint64_t size, uint64_t align, uint64_t lo,
+                                                       uint64_t hi) const {
+  VMF_CHECK(size > 0, "find_lowest_fit of size 0");
+  VMF_CHECK(std::has_single_bit(align), "find_lowest_fit alignment %" PRIu64 " is not a power of two", align);
+  if (lo >= hi || hi - lo < size) return std::nullopt;
+  const Node* n = by_address_.root();
+  if (n == nullptr || n->subtree_max_size < size) return std::nullopt;
+
+  const uint64_t align_mask = align - 1;
+  const uint64_t last_start = hi - size;  // highest s that keeps s + size <= hi
+  auto left_may_fit = [&](const Node* x) {
+    const Node* l = x->by_address.left;
+    return l != nullptr && l->subtree_max_size >= size && x->start >= size && x->start - size > lo;
+  };
+  auto right_may_fit = [&](const Node* x) {
+    const Node* r = x->by_address.right;
+    return r != nullptr && r->subtree_max_size >= size && x->end() < last_start;
+  };
+  auto fit_in = [&](const Node* x) -> std::optional<uint64_t> {
+    if (x->size < size) return std::nullopt;
+    const uint64_t from = x->start > lo ? x->start : lo;
+    const uint64_t s = from + ((0 - from) & align_mask);
+    if (s < from) return std::nullopt;  // aligning wrapped past 2^64
+    const uint64_t limit = x->end() < hi ? x->end() : hi;
+    if (s > limit || limit - s < size) return std::nullopt;
+    return s;
+  };
+
+  bool descend_left = true;
+  for (;;) {
+    if (descend_left) {
+      while (left_may_fit(n)) n = n->by_address.left;
+    }
+    if (std::optional<uint64_t> s = fit_in(n)) return s;
+    if (right_may_fit(n)) {
+      n = n->by_address.right;
+      descend_left = true;
+      continue;
+    }
+    // n's subtree is exhausted: climb to the first ancestor whose left subtree it belongs to; that
+    // ancestor is the next extent in address order still to check.
+    const Node* child;
+    do {
+      child = n;
+      n = n->by_address.parent;
+      if (n == nullptr) return std::nullopt;
+    } while (n->by_address.left != child);
+    descend_left = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Range statistics.
+
+// Free units below addr: sum over extents of |[start, end) ∩ [0, addr)|. Descends toward addr;
+// every node left of the path lies wholly below addr and contributes its subtree byte sum.
+uint64_t FreeSpaceTree::bytes_below(uint64_t addr) const {
+  uint64_t total = 0;
+  for (const Node* n = by_address_.root(); n != nullptr;) {
+    if (n->start >= addr) {
+      n = n->by_address.left;
+    } else {
+      total += subtree_bytes_by_address(n->by_address.left) + ((n->end() < addr ? n->end() : addr) - n->start);
+      n = n->by_address.right;
+    }
+  }
+  return total;
+}
+
+uint64_t FreeSpaceTree::free_bytes_in(uint64_t lo, uint64_t hi) const {
+  if (lo >= hi) return 0;
+  return bytes_below(hi) - bytes_below(lo);
+}
+
+uint64_t FreeSpaceTree::bytes_in_extents_smaller_than(uint64_t size) const {
+  uint64_t total = 0;
+  for (const Node* n = by_size_.root(); n != nullptr;) {
+    if (n->size < size) {
+      total += subtree_bytes_by_size(n->by_size.left) + n->size;
+      n = n->by_size.right;
+    } else {
+      n = n->by_size.left;
+    }
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// validate: recompute everything and compare. Recursion depth is the treap depth (expected
+// O(log n)); a visit budget of extent_count_ stops the walk on a corrupted, cyclic structure.
+
+namespace {
+
+struct SubtreeCheck {
+  std::string error;
+  size_t budget = 0;  // nodes still allowed to be visited
+};
+
+// Returns {max size, bytes} of the recomputed subtree; fills check.error on the first violation.
+struct AddressSummary {
+  uint64_t max_size = 0;
+  uint64_t bytes = 0;
+};
+
+AddressSummary validate_by_address(const Node* n, const Node* parent, SubtreeCheck& check,
+                                   const Node*& previous_in_order, const Node* head) {
+  if (n == nullptr || !check.error.empty()) return {};
+  if (check.budget == 0) {
+    check.error = formatted("by-address: more nodes reachable than extent_count (cycle?) at [%" PRIu64 ", +%" PRIu64 ")",
+                            n->start, n->size);
+    return {};
+  }
+  --check.budget;
+  if (n->by_address.parent != parent) {
+    check.error = formatted("by-address: parent link of [%" PRIu64 ", +%" PRIu64 ") is wrong", n->start, n->size);
+    return {};
+  }
+  if (parent != nullptr && n->priority > parent->priority) {
+    check.error = formatted("by-address: heap order broken: [%" PRIu64 ", +%" PRIu64 ") outranks its parent [%" PRIu64
+                            ", +%" PRIu64 ")",
+                            n->start, n->size, parent->start, parent->size);
+    return {};
+  }
+  const AddressSummary left = validate_by_address(n->by_address.left, n, check, previous_in_order, head);
+  if (!check.error.empty()) return {};
+
+  // In-order visit of n.
+  if (n->size == 0 || n->size > std::numeric_limits<uint64_t>::max() - n->start) {
+    check.error = formatted("extent [%" PRIu64 ", +%" PRIu64 ") is empty or overflows", n->start, n->size);
+    return {};
+  }
+  if (previous_in_order == nullptr) {
+    if (head != n) {
+      check.error = formatted("list head is not the lowest extent [%" PRIu64 ", +%" PRIu64 ")", n->start, n->size);
+      return {};
+    }
+  } else {
+    if (previous_in_order->end() >= n->start) {
+      check.error = formatted("extents [%" PRIu64 ", %" PRIu64 ") and [%" PRIu64 ", %" PRIu64
+                              ") are out of order, overlap or touch",
+                              previous_in_order->start, previous_in_order->end(), n->start, n->end());
+      return {};
+    }
+    if (previous_in_order->next != n) {
+      check.error = formatted("list: next of [%" PRIu64 ", +%" PRIu64 ") is not its in-order successor [%" PRIu64
+                              ", +%" PRIu64 ")",
+                              previous_in_order->start, previous_in_order->size, n->start, n->size);
+      return {};
+    }
+  }
+  if (n->prev != previous_in_order) {
+    check.error = formatted("list: prev of [%" PRIu64 ", +%" PRIu64 ") is not its in-order predecessor", n->start, n->size);
+    return {};
+  }
+  previous_in_order = n;
+
+  const AddressSummary right = validate_by_address(n->by_address.right, n, check, previous_in_order, head);
+  if (!check.error.empty()) return {};
+
+  AddressSummary sum;
+  sum.max_size = std::max({n->size, left.max_size, right.max_size});
+  sum.bytes = n->size + left.bytes + right.bytes;
+  if (n->subtree_max_size != sum.max_size) {
+    check.error = formatted("by-address: subtree_max_size of [%" PRIu64 ", +%" PRIu64 ") is %" PRIu64 ", recomputed %" PRIu64,
+                            n->start, n->size, n->subtree_max_size, sum.max_size);
+    return {};
+  }
+  if (n->subtree_bytes_by_address != sum.bytes) {
+    check.error = formatted("by-address: subtree bytes of [%" PRIu64 ", +%" PRIu64 ") is %" PRIu64 ", recomputed %" PRIu64,
+                            n->start, n->size, n->subtree_bytes_by_address, sum.bytes);
+    return {};
+  }
+  return sum;
+}
+
+uint64_t validate_by_size(const Node* n, const Node* parent, SubtreeCheck& check, const Node*& previous_in_order,
+                          const Node* address_root) {
+  if (n == nullptr || !check.error.empty()) return 0;
+  if (check.budget == 0) {
+    check.error = formatted("by-size: more nodes reachable than extent_count at [%" PRIu64 ", +%" PRIu64 ")", n->start,
+                            n->size);
+    return 0;
+  }
+  --check.budget;
+  if (n->by_size.parent != parent) {
+    check.error = formatted("by-size: parent link of [%" PRIu64 ", +%" PRIu64 ") is wrong", n->start, n->size);
+    return 0;
+  }
+  if (parent != nullptr && n->priority > parent->priority) {
+    check.error = formatted("by-size: heap order broken: [%" PRIu64 ", +%" PRIu64 ") outranks its parent [%" PRIu64
+                            ", +%" PRIu64 ")",
+                            n->start, n->size, parent->start, parent->size);
+    return 0;
+  }
+  const uint64_t left = validate_by_size(n->by_size.left, n, check, previous_in_order, address_root);
+  if (!check.error.empty()) return 0;
+
+  if (previous_in_order != nullptr && !detail::FreeExtentBySize::less(*previous_in_order, *n)) {
+    check.error = formatted("by-size: [%" PRIu64 ", +%" PRIu64 ") is not ordered before [%" PRIu64 ", +%" PRIu64 ")",
+                            previous_in_order->start, previous_in_order->size, n->start, n->size);
+    return 0;
+  }
+  previous_in_order = n;
+  // Same node in the by-address index: its start must lead there to this very node.
+  const Node* a = address_root;
+  while (a != nullptr && a->start != n->start) a = n->start < a->start ? a->by_address.left : a->by_address.right;
+  if (a != n) {
+    check.error = formatted("by-size node [%" PRIu64 ", +%" PRIu64 ") is not the by-address node for its start", n->start,
+                            n->size);
+    return 0;
+  }
+
+  const uint64_t right = validate_by_size(n->by_size.right, n, check, previous_in_order, address_root);
+  if (!check.error.empty()) return 0;
+  const uint64_t bytes = n->size + left + right;
+  if (n->subtree_bytes_by_size != bytes) {
+    check.error = formatted("by-size: subtree bytes of [%" PRIu64 ", +%" PRIu64 ") is %" PRIu64 ", recomputed %" PRIu64,
+                            n->start, n->size, n->subtree_bytes_by_size, bytes);
+    return 0;
+  }
+  return bytes;
+}
+
+}  // namespace
+
+std::string FreeSpaceTree::validate() const {
+  SubtreeCheck check;
+  check.budget = extent_count_;
+  const Node* previous = nullptr;
+  const Node* address_root = by_address_.root();
+  if (address_root != nullptr && address_root->by_address.parent != nullptr) return "by-address: root has a parent";
+  const AddressSummary all = validate_by_address(address_root, nullptr, check, previous, head_);
+  if (!check.error.empty()) return check.error;
+  if (previous != tail_) return "list tail is not the highest extent";
+  if (previous != nullptr && previous->next != nullptr) return "list: highest extent has a next";
+  if (previous == nullptr && head_ != nullptr) return "list head set but by-address index is empty";
+  const size_t address_count = extent_count_ - check.budget;
+  if (address_count != extent_count_) {
+    return formatted("extent_count is %zu but the by-address index holds %zu", extent_count_, address_count);
+  }
+
+  check.budget = extent_count_;
+  previous = nullptr;
+  const Node* size_root = by_size_.root();
+  if (size_root != nullptr && size_root->by_size.parent != nullptr) return "by-size: root has a parent";
+  const uint64_t size_bytes = validate_by_size(size_root, nullptr, check, previous, address_root);
+  if (!check.error.empty()) return check.error;
+  if (check.budget != 0) {
+    return formatted("extent_count is %zu but the by-size index holds %zu", extent_count_, extent_count_ - check.budget);
+  }
+  if (size_bytes != all.bytes) return "the two indexes disagree on total bytes";
+
+  std::array<Bucket, 64> histogram{};
+  uint64_t bytes = 0;
+  for (const Node* n = head_; n != nullptr; n = n->next) {
+    Bucket& b = histogram[histogram_bucket_of(n->size)];
+    ++b.extents;
+    b.bytes += n->size;
+    bytes += n->size;
+  }
+  if (bytes != free_bytes_) {
+    return formatted("free_bytes is %" PRIu64 ", recomputed %" PRIu64, free_bytes_, bytes);
+  }
+  for (size_t i = 0; i < histogram.size(); ++i) {
+    if (histogram[i] != histogram_[i]) {
+      return formatted("histogram bucket %zu is {%" PRIu64 ", %" PRIu64 "}, recomputed {%" PRIu64 ", %" PRIu64 "}", i,
+                       histogram_[i].extents, histogram_[i].bytes, histogram[i].extents, histogram[i].bytes);
+    }
+  }
+  return {};
+}
+
+}  // namespace vmfrag

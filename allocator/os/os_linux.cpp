@@ -1,0 +1,55 @@
+// Linux implementation of OsInterface: the only file in allocator/ that calls mmap and friends.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+
+#include "allocator/core/assert.h"
+#include "allocator/os/os.h"
+
+namespace vmfrag {
+namespace {
+
+bool is_page_aligned(std::uintptr_t v) { return (v & (kOsPageSize - 1)) == 0; }
+
+class LinuxOs final : public OsInterface {
+ public:
+  // mmap only promises page alignment, so over-reserve by `align` and trim both ends: the result is
+  // aligned and nothing outside it stays reserved.
+  int reserve(std::size_t bytes, std::size_t align, void** base) override {
+    VMF_ASSERT(bytes > 0 && is_page_aligned(bytes), "reserve: bytes=%zu", bytes);
+    VMF_ASSERT(align >= kOsPageSize && (align & (align - 1)) == 0, "reserve: align=%zu", align);
+    if (bytes > SIZE_MAX - align) return ENOMEM;
+    const std::size_t span = bytes + align;
+    void* p = mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return errno;
+    const auto raw = reinterpret_cast<std::uintptr_t>(p);
+    const std::uintptr_t aligned = (raw + align - 1) & ~(std::uintptr_t{align} - 1);
+    const std::size_t head = aligned - raw;
+    const std::size_t tail = span - head - bytes;
+    // munmap of a sub-range of our own fresh mapping cannot fail short of a kernel bug.
+    if (head != 0) VMF_CHECK(munmap(p, head) == 0, "trim head errno=%d", errno);
+    if (tail != 0)
+      VMF_CHECK(munmap(reinterpret_cast<void*>(aligned + bytes), tail) == 0, "trim tail errno=%d", errno);
+    *base = reinterpret_cast<void*>(aligned);
+    return 0;
+  }
+
+  int release(void* base, std::size_t bytes) override {
+    VMF_ASSERT(is_page_aligned(reinterpret_cast<std::uintptr_t>(base)) && is_page_aligned(bytes),
+               "release: base=%p bytes=%zu", base, bytes);
+    return munmap(base, bytes) == 0 ? 0 : errno;
+  }
+};
+
+}  // namespace
+
+OsInterface& linux_os() {
+  static LinuxOs os;
+  return os;
+}
+
+std::size_t os_page_size() { return static_cast<std::size_t>(sysconf(_SC_PAGESIZE)); }
+
+}  // namespace vmfrag

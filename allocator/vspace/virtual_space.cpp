@@ -1,0 +1,376 @@
+// VirtualSpace policy: sizes, guards, lazy free, purge-and-retry and failure classification, on top
+// of FreeSpaceTree (the data structure) and OsInterface (the OS calls).
+#include "allocator/vspace/virtual_space.h"
+
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <limits>
+
+#include "allocator/core/assert.h"
+
+namespace vmfrag {
+namespace {
+
+constexpr std::uint64_t kPage = kVirtualPageSize;
+constexpr std::uint64_t kMinRegion = 64ull << 10;
+constexpr std::uint64_t kMaxRegion = 16ull << 40;
+constexpr std::size_t kMisuseLogCap = 64;
+
+bool is_pow2(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// The base alignment: 2 MiB at least (huge-page friendly, as the kernel's vmalloc range), up to
+// 1 GiB when the region is that large, so that every alignment a real caller asks for is absolute.
+std::uint64_t base_alignment_for(std::uint64_t region) {
+  const std::uint64_t floor_pow2 = std::bit_floor(region);
+  return std::max<std::uint64_t>(2ull << 20, std::min<std::uint64_t>(floor_pow2, 1ull << 30));
+}
+
+}  // namespace
+
+std::uint64_t kernel_lazy_threshold_pages() {
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  const auto n = static_cast<std::uint64_t>(cpus > 0 ? cpus : 1);
+  const auto fls = static_cast<std::uint64_t>(std::bit_width(n));  // fls(1) == 1
+  return fls * ((32ull << 20) / kPage);
+}
+
+const char* free_status_name(FreeStatus s) {
+  switch (s) {
+    case FreeStatus::kOk: return "ok";
+    case FreeStatus::kNull: return "null";
+    case FreeStatus::kOutsideRegion: return "outside-region";
+    case FreeStatus::kNotAllocated: return "not-allocated";
+    case FreeStatus::kInterior: return "interior";
+    case FreeStatus::kAlreadyFreed: return "already-freed";
+    case FreeStatus::kInGuard: return "in-guard";
+  }
+  return "unknown";
+}
+
+VirtualSpace::CreateResult VirtualSpace::create(const VirtualSpaceConfig& config) {
+  CreateResult r;
+  if (config.region_bytes % kPage != 0 || config.region_bytes < kMinRegion || config.region_bytes > kMaxRegion) {
+    r.error = EINVAL;
+    r.message = "region_bytes=" + std::to_string(config.region_bytes) +
+                " must be a multiple of 4096 in [64 KiB, 16 TiB]";
+    return r;
+  }
+  if (std::uint64_t{config.guard_pages} * kPage >= config.region_bytes) {
+    r.error = EINVAL;
+    r.message = "guard_pages=" + std::to_string(config.guard_pages) + " leaves no room in the region";
+    return r;
+  }
+  if (os_page_size() != kPage) {
+    r.error = EINVAL;
+    r.message = "the OS page size is " + std::to_string(os_page_size()) + ", vmfrag models 4096";
+    return r;
+  }
+  OsInterface& os = config.os != nullptr ? *config.os : linux_os();
+  const std::uint64_t align = base_alignment_for(config.region_bytes);
+  void* base = nullptr;
+  if (const int err = os.reserve(config.region_bytes, align, &base); err != 0) {
+    r.error = err;
+    r.message = "reserving " + std::to_string(config.region_bytes) + " bytes failed: errno " + std::to_string(err);
+    return r;
+  }
+  r.space.reset(new VirtualSpace(config, base, align));
+  return r;
+}
+
+VirtualSpace::VirtualSpace(const VirtualSpaceConfig& config, void* base, std::uint64_t base_align)
+    : config_(config), os_(config.os != nullptr ? *config.os : linux_os()), base_(base), base_align_(base_align) {
+  free_.insert(0, config_.region_bytes);
+}
+
+VirtualSpace::~VirtualSpace() {
+  // The region is ours alone; failing to return it would be a kernel bug, not a caller error.
+  VMF_CHECK(os_.release(base_, config_.region_bytes) == 0, "releasing the region at %p failed", base_);
+}
+
+Allocation VirtualSpace::vmalloc(std::uint64_t size, std::uint64_t align) {
+  std::lock_guard lock(mutex_);
+  return allocate_locked(size, align, 0, config_.region_bytes);
+}
+
+Allocation VirtualSpace::vmalloc_range(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi) {
+  std::lock_guard lock(mutex_);
+  if (lo % kPage != 0 || hi % kPage != 0 || lo >= hi || hi > config_.region_bytes)
+    return Allocation{nullptr, 0, FailureKind::kInvalidArgument};
+  return allocate_locked(size, align, lo, hi);
+}
+
+/*
+ * Allocation, as alloc_vmap_area() does it, with two deliberate differences:
+ *
+ *  1. The fit is exact for every alignment. The kernel looks for an extent of size+align-1 when
+ *     align > PAGE_SIZE, which guarantees that an aligned start exists in that extent but misses
+ *     extents that are big enough only at one aligned offset, and so can fail or place higher
+ *     than necessary. FreeSpaceTree::find_lowest_fit checks such extents individually.
+ *  2. The failure is classified. After the purge-and-retry, if the free bytes inside [lo, hi)
+ *     could hold the request the failure is fragmentation, otherwise exhaustion.
+ *
+ * The purge-and-retry mirrors the kernel's `purged` flag: one purge of every lazily-held area,
+ * one more search. Without lazily-held areas the retry could not change the answer, so it is
+ * skipped.
+ */
+Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi) {
+  const std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
+  if (size == 0 || !is_pow2(align) || align < kPage || size > max - (kPage - 1))
+    return Allocation{nullptr, 0, FailureKind::kInvalidArgument};
+  const std::uint64_t rounded = (size + kPage - 1) & ~(kPage - 1);
+  if (rounded > max - guard_bytes()) return Allocation{nullptr, 0, FailureKind::kInvalidArgument};
+  const std::uint64_t need = rounded + guard_bytes();
+
+  std::optional<std::uint64_t> fit = free_.find_lowest_fit(need, align, lo, hi);
+  if (!fit && !lazy_.empty()) {
+    purge_locked();
+    fit = free_.find_lowest_fit(need, align, lo, hi);
+  }
+  if (!fit) {
+    const std::uint64_t free_in_range = free_.free_bytes_in(lo, hi);
+    return Allocation{nullptr, 0,
+                      free_in_range >= need ? FailureKind::kVirtualFragmentation : FailureKind::kNoVirtualSpace};
+  }
+  free_.remove(*fit, need);
+  busy_.emplace(*fit, Area{need});
+  live_reserved_bytes_ += need;
+  live_bytes_ += rounded;
+  return Allocation{static_cast<char*>(base_) + *fit, *fit, FailureKind::kNone};
+}
+
+FreeStatus VirtualSpace::vfree(const void* addr) {
+  if (addr == nullptr) return FreeStatus::kNull;
+  const auto a = reinterpret_cast<std::uintptr_t>(addr);
+  const auto b = reinterpret_cast<std::uintptr_t>(base_);
+  std::lock_guard lock(mutex_);
+  const bool in_region = a >= b && a - b < config_.region_bytes;
+  return free_locked(in_region ? a - b : 0, in_region);
+}
+
+FreeStatus VirtualSpace::vfree_offset(std::uint64_t offset) {
+  std::lock_guard lock(mutex_);
+  return free_locked(offset, offset < config_.region_bytes);
+}
+
+FreeStatus VirtualSpace::free_locked(std::uint64_t offset, bool in_region) {
+  if (!in_region) {
+    report_misuse_locked(FreeStatus::kOutsideRegion, offset);
+    return FreeStatus::kOutsideRegion;
+  }
+  auto it = busy_.find(offset);
+  if (it == busy_.end()) {
+    const FreeStatus status = classify_misuse_locked(offset);
+    report_misuse_locked(status, offset);
+    return status;
+  }
+  const std::uint64_t bytes = it->second.bytes;
+  busy_.erase(it);
+  live_reserved_bytes_ -= bytes;
+  live_bytes_ -= bytes - guard_bytes();
+  lazy_.emplace(offset, Area{bytes});
+  lazy_bytes_ += bytes;
+  // "Exceeds", strictly: a threshold of 0 therefore purges after every free (eager).
+  if (lazy_bytes_ / kPage > config_.lazy_threshold_pages) purge_locked();
+  return FreeStatus::kOk;
+}
+
+FreeStatus VirtualSpace::classify_misuse_locked(std::uint64_t offset) const {
+  if (lazy_.count(offset) != 0) return FreeStatus::kAlreadyFreed;
+  auto it = busy_.upper_bound(offset);
+  if (it != busy_.begin()) {
+    --it;
+    const std::uint64_t start = it->first, end = start + it->second.bytes;
+    if (offset < end) return offset >= end - guard_bytes() ? FreeStatus::kInGuard : FreeStatus::kInterior;
+  }
+  return FreeStatus::kNotAllocated;
+}
+
+void VirtualSpace::report_misuse_locked(FreeStatus status, std::uint64_t offset) {
+  ++misuse_count_;
+  char msg[160];
+  if (status == FreeStatus::kOutsideRegion) {
+    std::snprintf(msg, sizeof msg, "vfree: address outside the region [%p, +0x%" PRIx64 ")", base_,
+                  config_.region_bytes);
+  } else {
+    std::snprintf(msg, sizeof msg, "vfree: %s address %p (offset 0x%" PRIx64 ")", free_status_name(status),
+                  static_cast<void*>(static_cast<char*>(base_) + offset), offset);
+  }
+  VMF_CHECK(!config_.strict, "strict mode: %s", msg);
+  if (misuse_log_.size() < kMisuseLogCap) misuse_log_.emplace_back(msg);
+}
+
+void VirtualSpace::purge() {
+  std::lock_guard lock(mutex_);
+  purge_locked();
+}
+
+// Every lazily-held range goes back at once. The result does not depend on insertion order:
+// coalescing leaves the same maximal extents whatever order the ranges arrive in.
+void VirtualSpace::purge_locked() {
+  for (const auto& [offset, area] : lazy_) free_.insert(offset, area.bytes);
+  lazy_.clear();
+  lazy_bytes_ = 0;
+  ++purges_;
+}
+
+VirtualSpaceStats VirtualSpace::stats() const {
+  std::lock_guard lock(mutex_);
+  VirtualSpaceStats s;
+  s.region_bytes = config_.region_bytes;
+  s.free_bytes = free_.free_bytes();
+  s.largest_free_bytes = free_.largest();
+  s.free_extents = free_.extent_count();
+  s.lazy_bytes = lazy_bytes_;
+  s.lazy_areas = lazy_.size();
+  s.live_bytes = live_bytes_;
+  s.live_reserved_bytes = live_reserved_bytes_;
+  s.live_areas = busy_.size();
+  s.purges = purges_;
+  s.misuse_count = misuse_count_;
+  return s;
+}
+
+// The need of a request, saturating instead of overflowing: a request too big to express cannot
+// fit anywhere, so every free byte is unusable for it.
+std::uint64_t VirtualSpace::saturating_need(std::uint64_t size) const {
+  const std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
+  if (size > max - (kPage - 1)) return max;
+  const std::uint64_t rounded = (size + kPage - 1) & ~(kPage - 1);
+  return rounded > max - guard_bytes() ? max : rounded + guard_bytes();
+}
+
+std::uint64_t VirtualSpace::unusable_free_bytes(std::uint64_t size) const {
+  std::lock_guard lock(mutex_);
+  return free_.bytes_in_extents_smaller_than(saturating_need(size));
+}
+
+double VirtualSpace::unusable_free_index(std::uint64_t size) const {
+  std::lock_guard lock(mutex_);
+  const std::uint64_t free = free_.free_bytes();
+  if (free == 0) return 0.0;
+  return static_cast<double>(free_.bytes_in_extents_smaller_than(saturating_need(size))) / static_cast<double>(free);
+}
+
+std::array<FreeSpaceTree::Bucket, 64> VirtualSpace::free_histogram() const {
+  std::lock_guard lock(mutex_);
+  return free_.histogram();
+}
+
+std::vector<MapEntry> VirtualSpace::address_map() const {
+  std::lock_guard lock(mutex_);
+  std::vector<MapEntry> map;
+  map.reserve(free_.extent_count() + busy_.size() + lazy_.size());
+  free_.for_each([&](const Extent& e) { map.push_back(MapEntry{e.start, e.size, 0, MapEntry::State::kFree}); });
+  for (const auto& [offset, area] : busy_)
+    map.push_back(MapEntry{offset, area.bytes, config_.guard_pages, MapEntry::State::kBusy});
+  for (const auto& [offset, area] : lazy_)
+    map.push_back(MapEntry{offset, area.bytes, config_.guard_pages, MapEntry::State::kLazy});
+  std::sort(map.begin(), map.end(), [](const MapEntry& a, const MapEntry& b) { return a.offset < b.offset; });
+  return map;
+}
+
+std::vector<std::string> VirtualSpace::misuse_log() const {
+  std::lock_guard lock(mutex_);
+  return misuse_log_;
+}
+
+/*
+ * check(): every invariant, recomputed from scratch.
+ *   1. The free tree's own invariants (order, balance, augmented maxima and sums, coalescing).
+ *   2. Free extents, busy areas and lazily-held areas tile [0, region) exactly: sorted by offset,
+ *      each run starts where the previous ended, nothing overlaps, nothing is missing.
+ *   3. The counters (live, reserved, lazy bytes) equal their recomputed values.
+ *   4. The tree's fit equals a linear scan's fit for probe sizes and alignments (and one
+ *      sub-range): the exactness that every placement relies on.
+ */
+std::string VirtualSpace::check() const {
+  const std::vector<MapEntry> map = address_map();
+  std::lock_guard lock(mutex_);
+  char buf[256];
+  if (std::string why = free_.validate(); !why.empty()) return "free tree: " + why;
+
+  std::uint64_t expect = 0, busy_bytes = 0, lazy_bytes = 0;
+  const MapEntry* prev = nullptr;
+  for (const MapEntry& e : map) {
+    if (e.offset != expect) {
+      std::snprintf(buf, sizeof buf, "tiling: run at 0x%" PRIx64 " follows one ending at 0x%" PRIx64 " (%s)",
+                    e.offset, expect, e.offset < expect ? "overlap" : "gap");
+      return buf;
+    }
+    if (e.bytes == 0 || e.bytes % kPage != 0) {
+      std::snprintf(buf, sizeof buf, "tiling: run at 0x%" PRIx64 " has size 0x%" PRIx64, e.offset, e.bytes);
+      return buf;
+    }
+    if (e.state == MapEntry::State::kFree && prev != nullptr && prev->state == MapEntry::State::kFree) {
+      std::snprintf(buf, sizeof buf, "coalescing: free extents at 0x%" PRIx64 " and 0x%" PRIx64 " touch",
+                    prev->offset, e.offset);
+      return buf;
+    }
+    if (e.state != MapEntry::State::kFree && e.bytes <= guard_bytes()) {
+      std::snprintf(buf, sizeof buf, "area at 0x%" PRIx64 " of 0x%" PRIx64 " bytes is no bigger than its guard",
+                    e.offset, e.bytes);
+      return buf;
+    }
+    if (e.state == MapEntry::State::kBusy) busy_bytes += e.bytes;
+    if (e.state == MapEntry::State::kLazy) lazy_bytes += e.bytes;
+    expect = e.offset + e.bytes;
+    prev = &e;
+  }
+  if (expect != config_.region_bytes) {
+    std::snprintf(buf, sizeof buf, "tiling: runs end at 0x%" PRIx64 ", region ends at 0x%" PRIx64, expect,
+                  config_.region_bytes);
+    return buf;
+  }
+  if (busy_bytes != live_reserved_bytes_ || lazy_bytes != lazy_bytes_ ||
+      live_bytes_ != live_reserved_bytes_ - busy_.size() * guard_bytes()) {
+    std::snprintf(buf, sizeof buf,
+                  "counters: reserved %" PRIu64 " vs %" PRIu64 ", lazy %" PRIu64 " vs %" PRIu64 ", live %" PRIu64,
+                  live_reserved_bytes_, busy_bytes, lazy_bytes_, lazy_bytes, live_bytes_);
+    return buf;
+  }
+
+  // Linear-scan fit over the map's free runs: the obviously correct answer.
+  auto linear_fit = [&](std::uint64_t need, std::uint64_t align, std::uint64_t lo, std::uint64_t hi)
+      -> std::optional<std::uint64_t> {
+    for (const MapEntry& e : map) {
+      if (e.state != MapEntry::State::kFree) continue;
+      const std::uint64_t from = std::max(e.offset, lo), to = std::min(e.offset + e.bytes, hi);
+      if (from >= to) continue;
+      const std::uint64_t s = (from + align - 1) & ~(align - 1);
+      if (s < to && to - s >= need) return s;
+    }
+    return std::nullopt;
+  };
+  const std::uint64_t largest = free_.largest();
+  const std::uint64_t probe_sizes[] = {kPage, 2 * kPage, 3 * kPage, 5 * kPage, 16 * kPage, 257 * kPage,
+                                       largest > kPage ? largest - kPage : kPage, largest == 0 ? kPage : largest,
+                                       largest + kPage};
+  const std::uint64_t probe_aligns[] = {kPage, 2 * kPage, 16 * kPage, 512 * kPage};
+  const std::uint64_t region = config_.region_bytes;
+  const std::uint64_t quarter = (region / 4) & ~(kPage - 1);
+  const std::pair<std::uint64_t, std::uint64_t> ranges[] = {{0, region}, {quarter, region - quarter}};
+  for (auto [lo, hi] : ranges) {
+    if (lo >= hi) continue;
+    for (std::uint64_t need : probe_sizes) {
+      for (std::uint64_t align : probe_aligns) {
+        const auto tree = free_.find_lowest_fit(need, align, lo, hi);
+        const auto scan = linear_fit(need, align, lo, hi);
+        if (tree != scan) {
+          std::snprintf(buf, sizeof buf,
+                        "fit: need 0x%" PRIx64 " align 0x%" PRIx64 " in [0x%" PRIx64 ",0x%" PRIx64
+                        "): tree %s0x%" PRIx64 ", linear scan %s0x%" PRIx64,
+                        need, align, lo, hi, tree ? "" : "none ", tree.value_or(0), scan ? "" : "none ",
+                        scan.value_or(0));
+          return buf;
+        }
+      }
+    }
+  }
+  return {};
+}
+
+}  // namespace vmfrag

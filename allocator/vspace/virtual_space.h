@@ -1,0 +1,194 @@
+// VirtualSpace: the address-space layer of vmfrag's vmalloc (backing `none`: no pages behind areas).
+//
+// One region of address space is reserved from the OS (PROT_NONE, MAP_NORESERVE) and handed out as
+// areas by exact lowest-address fit, each followed by guard pages, with lazy free and
+// purge-and-retry as in Linux mm/vmalloc.c. Every failure says why (FailureKind). Metadata lives on
+// the ordinary heap, never inside the region.
+//
+// Offsets: placements are decided on offsets from the region base. The base is aligned to
+// base_alignment() (at least 2 MiB, up to 1 GiB for regions of 1 GiB and more), so an alignment up
+// to that also holds for absolute addresses; beyond it, alignment is of the offset only.
+//
+// Thread safety: every public member function may be called concurrently; one mutex serialises
+// them. Determinism: results depend only on the configuration and the sequence of calls, never on
+// where the OS put the region, on timing or on the machine.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "allocator/core/failure.h"
+#include "allocator/ds/free_space_tree.h"
+#include "allocator/os/os.h"
+
+namespace vmfrag {
+
+inline constexpr std::uint64_t kVirtualPageSize = 4096;
+
+// The kernel's lazy_max_pages(): fls(online CPUs) * 32 MiB / PAGE_SIZE. Machine-dependent, so the
+// library default only; traces fix their own threshold (8192, the one-CPU value).
+[[nodiscard]] std::uint64_t kernel_lazy_threshold_pages();
+
+struct VirtualSpaceConfig {
+  std::uint64_t region_bytes = 1ull << 30;  // page multiple, 64 KiB .. 16 TiB
+  std::uint32_t guard_pages = 1;            // inaccessible pages after every area; 0 allowed
+  // Lazily freed pages (guards included) that may be held before a purge; 0 = eager free.
+  // Trade-off, as in the kernel: a higher threshold batches the expensive part of a free (TLB
+  // flushes in the kernel, munmap here) but leaves more space unusable until the next purge, which
+  // raises fragmentation failures that purge-and-retry then has to rescue.
+  std::uint64_t lazy_threshold_pages = kernel_lazy_threshold_pages();
+  bool strict = false;             // misuse aborts (VMF_CHECK) instead of being reported
+  OsInterface* os = nullptr;       // nullptr = linux_os(); must outlive the space
+};
+
+// Result of an allocation. On failure `failure` says why and addr is null; offset is then 0.
+struct Allocation {
+  void* addr = nullptr;
+  std::uint64_t offset = 0;
+  FailureKind failure = FailureKind::kNone;
+  [[nodiscard]] bool ok() const { return failure == FailureKind::kNone; }
+};
+
+// Outcome of vfree. Anything but kOk/kNull is misuse: state is untouched, the misuse counter grows,
+// and (non-strict mode) a message naming the address goes to the misuse log.
+enum class FreeStatus : std::uint8_t {
+  kOk,
+  kNull,            // vfree(nullptr): a no-op, as in the kernel
+  kOutsideRegion,   // address not inside the region at all
+  kNotAllocated,    // inside the region, in free space
+  kInterior,        // inside a live area but not its start
+  kAlreadyFreed,    // start of an area that was freed and is still lazily held (double free)
+  kInGuard,         // inside a live area's guard pages
+};
+[[nodiscard]] const char* free_status_name(FreeStatus s);
+
+struct VirtualSpaceStats {
+  std::uint64_t region_bytes = 0;
+  std::uint64_t free_bytes = 0;          // in the free tree (reusable now)
+  std::uint64_t largest_free_bytes = 0;
+  std::uint64_t free_extents = 0;
+  std::uint64_t lazy_bytes = 0;          // freed, held until the next purge (guards included)
+  std::uint64_t lazy_areas = 0;
+  std::uint64_t live_bytes = 0;          // page-rounded sizes of live areas, guards excluded
+  std::uint64_t live_reserved_bytes = 0; // same with guards: free + lazy + this == region
+  std::uint64_t live_areas = 0;
+  std::uint64_t purges = 0;              // purges done so far (threshold, retry or explicit)
+  std::uint64_t misuse_count = 0;
+  // 1 - largest/free; 0 when nothing is free. 0 = all free space in one extent.
+  [[nodiscard]] double external_fragmentation() const {
+    return free_bytes == 0 ? 0.0 : 1.0 - static_cast<double>(largest_free_bytes) / static_cast<double>(free_bytes);
+  }
+};
+
+// One entry of the address-space map, in address order; together the entries tile the region.
+struct MapEntry {
+  enum class State : std::uint8_t { kFree, kBusy, kLazy };
+  std::uint64_t offset = 0;
+  std::uint64_t bytes = 0;        // guard included for busy/lazy
+  std::uint32_t guard_pages = 0;  // of those bytes, the trailing guard
+  State state = State::kFree;
+};
+
+class VirtualSpace {
+ public:
+  struct CreateResult {
+    std::unique_ptr<VirtualSpace> space;  // null on failure
+    int error = 0;                        // EINVAL for a bad config, else the OS errno
+    std::string message;                  // says which parameter or call failed
+  };
+  // Reserves the region. Fails with EINVAL if region_bytes is not a page multiple or outside
+  // [64 KiB, 16 TiB], or with the OS's errno if the reservation fails.
+  [[nodiscard]] static CreateResult create(const VirtualSpaceConfig& config);
+  ~VirtualSpace();
+  VirtualSpace(const VirtualSpace&) = delete;
+  VirtualSpace& operator=(const VirtualSpace&) = delete;
+
+  // vmalloc: the lowest offset s with s % align == 0 and [s, s+need) free, where
+  // need = round_up(size, page) + guard_pages*page. Fails with
+  //   invalid-argument       size 0, align not a power of two or < page, need overflows;
+  //   no-virtual-space       free bytes < need even after purging;
+  //   virtual-fragmentation  free bytes >= need but no extent fits, even after purging.
+  // On a miss with lazily-held areas it purges them all and retries once (a purge is the only
+  // state a failed call may leave behind). Cost: O(log n) at page alignment; with a larger
+  // alignment O((k+1) log n), k = free extents below the answer that are big enough but fit only
+  // when misaligned (see FreeSpaceTree::find_lowest_fit).
+  [[nodiscard]] Allocation vmalloc(std::uint64_t size, std::uint64_t align = kVirtualPageSize);
+
+  // As vmalloc, but [s, s+need) must also lie in [lo, hi) (offsets; the kernel's
+  // __vmalloc_node_range). invalid-argument also for lo/hi not page multiples, lo >= hi or
+  // hi > region. The free-bytes test that tells the two space failures apart counts only free
+  // bytes inside [lo, hi).
+  [[nodiscard]] Allocation vmalloc_range(std::uint64_t size, std::uint64_t align, std::uint64_t lo,
+                                         std::uint64_t hi);
+
+  // vfree: the area starting at addr becomes lazily held; if the lazily-held pages then exceed the
+  // threshold, everything lazily held is purged. Misuse is reported (see FreeStatus), or aborts in
+  // strict mode. O(log n), plus the purge when one happens.
+  FreeStatus vfree(const void* addr);
+  FreeStatus vfree_offset(std::uint64_t offset);
+
+  // Returns every lazily-held range to the free tree (coalescing). O(k log n) for k lazy areas.
+  void purge();
+
+  [[nodiscard]] VirtualSpaceStats stats() const;                 // O(1)
+  // Free bytes in extents smaller than the need of a `size`-byte request (guard included):
+  // the numerator of the kernel-style unusable-free-space index. O(log n).
+  [[nodiscard]] std::uint64_t unusable_free_bytes(std::uint64_t size) const;
+  // unusable_free_bytes(size) / free bytes; 0 when nothing is free. O(log n).
+  [[nodiscard]] double unusable_free_index(std::uint64_t size) const;
+  // Free-extent counts and bytes in power-of-two buckets of size in bytes. O(1) to read.
+  [[nodiscard]] std::array<FreeSpaceTree::Bucket, 64> free_histogram() const;
+  // The whole region as free/busy/lazy runs in address order. O(n).
+  [[nodiscard]] std::vector<MapEntry> address_map() const;
+
+  // Verifies every invariant from scratch (see the block comment in virtual_space.cpp). Returns ""
+  // when all hold, else which invariant broke and where. O(n * probes); cheap enough per op for
+  // small spaces under the fuzzers.
+  [[nodiscard]] std::string check() const;
+
+  // Misuse messages so far (non-strict mode), one line each, naming the address; capped at 64.
+  [[nodiscard]] std::vector<std::string> misuse_log() const;
+
+  [[nodiscard]] void* base() const { return base_; }
+  [[nodiscard]] std::uint64_t region_bytes() const { return config_.region_bytes; }
+  [[nodiscard]] std::uint64_t base_alignment() const { return base_align_; }
+  [[nodiscard]] const VirtualSpaceConfig& config() const { return config_; }
+
+ private:
+  struct Area {
+    std::uint64_t bytes;  // need: page-rounded size plus guard
+  };
+
+  VirtualSpace(const VirtualSpaceConfig& config, void* base, std::uint64_t base_align);
+  Allocation allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi);
+  FreeStatus free_locked(std::uint64_t offset, bool in_region);
+  FreeStatus classify_misuse_locked(std::uint64_t offset) const;
+  void purge_locked();
+  void report_misuse_locked(FreeStatus status, std::uint64_t offset);
+  [[nodiscard]] std::uint64_t saturating_need(std::uint64_t size) const;
+  [[nodiscard]] std::uint64_t guard_bytes() const { return std::uint64_t{config_.guard_pages} * kVirtualPageSize; }
+
+  const VirtualSpaceConfig config_;
+  OsInterface& os_;
+  void* const base_;
+  const std::uint64_t base_align_;
+
+  mutable std::mutex mutex_;
+  FreeSpaceTree free_;
+  std::map<std::uint64_t, Area> busy_;  // offset -> area; ordered so interior addresses classify
+  std::map<std::uint64_t, Area> lazy_;  // freed, not yet purged
+  std::uint64_t lazy_bytes_ = 0;
+  std::uint64_t live_bytes_ = 0;
+  std::uint64_t live_reserved_bytes_ = 0;
+  std::uint64_t purges_ = 0;
+  std::uint64_t misuse_count_ = 0;
+  std::vector<std::string> misuse_log_;
+};
+
+}  // namespace vmfrag

@@ -1,0 +1,1 @@
+"""The jobs behind scripts/vmfrag: bootstrap, build flavours, test, ci."""

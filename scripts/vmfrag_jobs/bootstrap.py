@@ -1,0 +1,56 @@
+"""Installs the Debian packages the project needs, idempotently and quietly.
+
+Nothing is installed when everything is present (one dpkg-query, no output). Otherwise apt-get
+update runs once and apt-get install installs only what is missing.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+# Build: meson/ninja, both compilers, clang's sanitizer and libFuzzer runtimes.
+# Libraries: GoogleTest/GoogleMock, Google Benchmark, Boost (Boost.Container), nlohmann/json (results
+# JSON), CLI11 (the C++ command line).
+# Python side (Debian's /usr/bin/python3 only): pytest, jinja2, rich.
+PACKAGES = [
+    "meson", "ninja-build", "pkg-config", "g++", "clang", "libclang-rt-14-dev",
+    "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "nlohmann-json3-dev", "libcli11-dev",
+    "python3-pytest", "python3-jinja2", "python3-rich",
+]
+
+
+class BootstrapError(RuntimeError):
+    pass
+
+
+def missing_packages(packages=PACKAGES):
+    """Names from `packages` that dpkg does not report as installed."""
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n", *packages],
+        capture_output=True, text=True, check=False).stdout
+    installed = {line.split()[0].split(":")[0] for line in out.splitlines()
+                 if len(line.split()) >= 2 and line.split()[1].startswith("ii")}
+    return [p for p in packages if p not in installed]
+
+
+def ensure_packages(packages=PACKAGES, log=print):
+    missing = missing_packages(packages)
+    if not missing:
+        return []
+    prefix = []
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            raise BootstrapError("missing packages and not root (no sudo): " + " ".join(missing))
+        prefix = ["sudo", "-n"]
+    log(f"vmfrag: installing {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
+        r = subprocess.run(prefix + cmd, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.stderr.write(r.stdout + r.stderr)
+            raise BootstrapError(f"{' '.join(cmd[:2])} failed with exit code {r.returncode}")
+    still = missing_packages(packages)
+    if still:
+        raise BootstrapError("still missing after apt-get install: " + " ".join(still))
+    return missing

@@ -1,0 +1,86 @@
+"""Build flavours: one meson build directory each, configured once, rebuilt incrementally.
+
+  release  g++ -O2, NDEBUG (asserts vanish)           -> build/release
+  asan     clang, ASan+UBSan, asserts on              -> build/asan
+  tsan     clang, TSan, asserts on                    -> build/tsan
+  fuzz     clang, libFuzzer+ASan+UBSan, fuzz targets  -> build/fuzz  (only when clang is present)
+
+Warnings are errors in every flavour: these scripts are how CI builds.
+"""
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from . import paths
+
+
+@dataclass(frozen=True)
+class Flavour:
+    name: str
+    cxx: str
+    options: tuple = field(default_factory=tuple)
+    runs_tests: bool = True
+
+
+COMMON = ("-Dwerror=true",)
+FLAVOURS = {
+    "release": Flavour("release", "g++", COMMON + (
+        "-Dbuildtype=release", "-Doptimization=2", "-Db_ndebug=true")),
+    "asan": Flavour("asan", "clang++", COMMON + (
+        "-Dbuildtype=debugoptimized", "-Db_sanitize=address,undefined", "-Db_lundef=false")),
+    "tsan": Flavour("tsan", "clang++", COMMON + (
+        "-Dbuildtype=debugoptimized", "-Db_sanitize=thread", "-Db_lundef=false")),
+    "fuzz": Flavour("fuzz", "clang++", COMMON + (
+        "-Dbuildtype=debugoptimized", "-Db_sanitize=address,undefined", "-Db_lundef=false",
+        "-Dfuzzing=true", "-Dtests=false"), runs_tests=False),
+}
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def available_flavours():
+    """All flavours whose compiler exists; the clang ones are skipped without clang."""
+    return [f for f in FLAVOURS.values() if shutil.which(f.cxx)]
+
+
+def _run(cmd, **kw):
+    r = subprocess.run(cmd, **kw)
+    if r.returncode != 0:
+        raise BuildError(f"{' '.join(map(str, cmd))} failed with exit code {r.returncode}")
+
+
+def configure(flavour: Flavour, log=print):
+    """Configures build/<flavour> if it is new or its settings changed; otherwise does nothing, so
+    a second run rebuilds nothing that did not change."""
+    bdir = paths.build_dir(flavour.name)
+    stamp = bdir / "vmfrag-flavour.json"
+    wanted = {"cxx": flavour.cxx, "options": list(flavour.options)}
+    if (bdir / "build.ninja").exists() and stamp.exists():
+        have = json.loads(stamp.read_text())
+        if have == wanted:
+            return
+        if have.get("cxx") != wanted["cxx"]:
+            shutil.rmtree(bdir)
+    env = dict(os.environ, CXX=flavour.cxx)
+    log(f"vmfrag: configuring {flavour.name} in {bdir.relative_to(paths.REPO)}")
+    cmd = ["meson", "setup", str(bdir), str(paths.REPO), *flavour.options]
+    if (bdir / "build.ninja").exists():
+        cmd.insert(2, "--reconfigure")
+    _run(cmd, env=env, stdout=subprocess.DEVNULL)
+    stamp.write_text(json.dumps(wanted))
+
+
+def build(flavour: Flavour, log=print):
+    configure(flavour, log)
+    bdir = paths.build_dir(flavour.name)
+    r = subprocess.run(["ninja", "-C", str(bdir)], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(r.stdout + r.stderr)
+        raise BuildError(f"building {flavour.name} failed")
+    if "no work to do" not in r.stdout:
+        log(f"vmfrag: built {flavour.name}")
+    return bdir

@@ -1,0 +1,99 @@
+"""Runs the test suites: meson test in each build flavour, then pytest, and totals the results.
+
+The totals count individual test cases (GoogleTest cases through meson's JUnit log, pytest cases
+through pytest's), and end in one line `vmfrag: N passed, N failed, N skipped`.
+"""
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from . import build, paths
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+PYTEST_DIRS = ["scripts/tests", "harness/tests"]
+PYTEST_NO_TESTS_COLLECTED = 5
+
+
+@dataclass
+class Totals:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    broken: list = None  # names of suites that failed as a whole (crash, no tests, build)
+
+    def __post_init__(self):
+        self.broken = [] if self.broken is None else self.broken
+
+    def add_junit(self, path):
+        """Adds the cases of a JUnit XML file; a missing file counts as a broken suite."""
+        if not path.exists():
+            self.broken.append(f"{path} missing")
+            return
+        for case in ET.parse(path).getroot().iter("testcase"):
+            if case.find("failure") is not None or case.find("error") is not None:
+                self.failed += 1
+            elif case.find("skipped") is not None:
+                self.skipped += 1
+            else:
+                self.passed += 1
+
+    @property
+    def ok(self):
+        return self.failed == 0 and not self.broken and self.passed > 0
+
+    def line(self):
+        return f"vmfrag: {self.passed} passed, {self.failed} failed, {self.skipped} skipped"
+
+
+def meson_tests(flavour, totals, suites=None):
+    bdir = paths.build_dir(flavour.name)
+    cmd = ["meson", "test", "-C", str(bdir), "--no-rebuild", "--print-errorlogs", "--num-processes", "2"]
+    for s in suites or []:
+        cmd += ["--suite", s]
+    print(f"vmfrag: meson test ({flavour.name})", flush=True)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Keep the summary and anything that failed; the per-test lines of passing suites are noise.
+    for ln in r.stdout.splitlines():
+        if not ln.lstrip().startswith(tuple(f"{i}/" for i in range(1, 1000))) or " OK " not in ln:
+            print(ln)
+    before = totals.failed
+    totals.add_junit(bdir / "meson-logs" / "testlog.junit.xml")
+    if r.returncode != 0 and totals.failed == before:
+        totals.broken.append(f"meson test ({flavour.name}) exited {r.returncode}")
+
+
+def pytest_suites(totals, extra_args=()):
+    paths.RESULTS.mkdir(exist_ok=True)
+    junit = paths.RESULTS / "pytest.xml"
+    if junit.exists():
+        junit.unlink()
+    env = dict(os.environ, VMFRAG_BUILD_DIR=str(paths.build_dir("release")),
+               PYTHONDONTWRITEBYTECODE="1")
+    cmd = [SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+           *PYTEST_DIRS, *extra_args]
+    print("vmfrag: pytest", flush=True)
+    r = subprocess.run(cmd, cwd=paths.REPO, env=env)
+    if r.returncode == PYTEST_NO_TESTS_COLLECTED:
+        # The suites exist in the repo; collecting nothing means they vanished or broke.
+        totals.broken.append("pytest collected no tests")
+        return
+    before = totals.failed
+    totals.add_junit(junit)
+    if r.returncode != 0 and totals.failed == before:
+        totals.broken.append(f"pytest exited {r.returncode}")
+
+
+def run_all(flavours, with_pytest=True):
+    totals = Totals()
+    for f in flavours:
+        build.build(f)
+    for f in flavours:
+        if f.runs_tests:
+            meson_tests(f, totals)
+    if with_pytest:
+        pytest_suites(totals)
+    for b in totals.broken:
+        print(f"vmfrag: broken: {b}", file=sys.stderr)
+    return totals
