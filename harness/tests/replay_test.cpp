@@ -1,0 +1,140 @@
+// Replay: hand-written traces give the placements and failure kinds computed by hand; `f` of a
+// failed id is a no-op; ops of the physical layer are refused with the trace line, never ignored;
+// differential mode agrees with the reference model; the JSON result carries the documented keys
+// and is byte-identical between runs; check-every catches nothing on a correct allocator.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "harness/replay/replay.h"
+#include "harness/trace/input_error.h"
+#include "harness/trace/trace_reader.h"
+
+namespace vmfrag {
+namespace {
+
+class StringSource final : public OpSource {
+ public:
+  explicit StringSource(const std::string& text) : in_(text), reader_(in_, "t.vmtrace") {}
+  const TraceHeader& header() const override { return reader_.header(); }
+  bool next(Op& op) override { return reader_.next(op); }
+  std::uint64_t line() const override { return reader_.line(); }
+  const std::string& name() const override { return reader_.display_name(); }
+
+ private:
+  std::istringstream in_;
+  TraceReader reader_;
+};
+
+ReplayResult run(const std::string& text, bool differential = false) {
+  StringSource source(text);
+  ReplayOptions options;
+  options.differential = differential;
+  options.check_every = 1;
+  return replay(source, options);
+}
+
+TEST(Replay, HandComputedPlacements) {
+  const auto r = run(R"(vmtrace 1
+region 64K
+guard 1
+lazy 0
+a 0 4K        # [0, 8K)
+a 1 5000      # 2 pages + guard: [8K, 20K)
+a 2 4K 16K    # next 16K-aligned start: 32K
+f 1           # [8K, 20K) free again (eager)
+a 3 8K        # 8K + guard = 12K fits at 8K
+a 4 28K       # 32K needed; 36K free in [20K,32K) and [40K,64K), no hole fits: fragmentation
+a 5 100K      # more than the region: no-virtual-space
+f 4           # its allocation failed: a no-op
+)",
+                      true);
+  EXPECT_FALSE(r.divergence) << r.divergence->allocator << " vs " << r.divergence->reference;
+  EXPECT_EQ(r.invariant_violation, "");
+  EXPECT_EQ(r.placements.at(0), 0u);
+  EXPECT_EQ(r.placements.at(1), 8u * 1024);
+  EXPECT_EQ(r.placements.at(2), 32u * 1024);
+  EXPECT_EQ(r.placements.at(3), 8u * 1024);
+  ASSERT_EQ(r.failures.size(), 2u);
+  EXPECT_EQ(r.failures[0].kind, FailureKind::kVirtualFragmentation);
+  EXPECT_EQ(r.failures[0].op, 5u);
+  EXPECT_EQ(r.failures[0].line, 10u);
+  EXPECT_EQ(r.failures[0].free_bytes, 36u * 1024);           // [20K,32K) + [40K,64K)
+  EXPECT_EQ(r.failures[0].largest_free_bytes, 24u * 1024);
+  EXPECT_EQ(r.failures[1].kind, FailureKind::kNoVirtualSpace);
+  EXPECT_EQ(r.frees, 1u);
+  EXPECT_EQ(r.frees_of_failed, 1u);
+  EXPECT_EQ(r.ops, 8u);
+  EXPECT_EQ(r.peak_live_bytes, (1 + 2 + 1) * 4096u);
+  EXPECT_EQ(r.final_stats.free_extents, 2u);
+  // The map at the failure tiles the region.
+  std::uint64_t end = 0;
+  for (const MapEntry& e : r.failures[0].map) {
+    EXPECT_EQ(e.offset, end);
+    end = e.offset + e.bytes;
+  }
+  EXPECT_EQ(end, 64u * 1024);
+}
+
+TEST(Replay, LazyTraceDefaultHoldsFreedSpace) {
+  // No `lazy` directive: the format's default (8192 pages) holds the freed area back.
+  const auto r = run("vmtrace 1\nregion 1M\na 0 4K\nf 0\na 1 4K\np\na 2 4K\n", true);
+  EXPECT_FALSE(r.divergence);
+  EXPECT_EQ(r.placements.at(1), 8u * 1024);
+  EXPECT_EQ(r.placements.at(2), 0u);  // after the explicit purge
+}
+
+TEST(Replay, PhysicalOpsAreRefusedWithTheirLine) {
+  try {
+    (void)run("vmtrace 1\nregion 1M\na 0 4K\nk 1 8K\n");
+    FAIL() << "k was accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.line(), 4u);
+    EXPECT_NE(std::string(e.what()).find("physical-memory layer"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Replay, NonNoneBackingIsRefused) {
+  EXPECT_THROW((void)run("vmtrace 1\nregion 1M\nbacking memfd\na 0 4K\n"), InputError);
+}
+
+TEST(Replay, JsonHasTheDocumentedKeysAndIsDeterministic) {
+  const std::string text = "vmtrace 1\nregion 64K\nlazy 0\na 0 16K\na 1 16K\nf 0\na 2 32K\n";
+  const std::string a = replay_result_json(run(text, true));
+  const std::string b = replay_result_json(run(text, true));
+  EXPECT_EQ(a, b);
+  const auto j = nlohmann::json::parse(a);
+  for (const char* key : {"ops", "allocs", "frees", "failures", "placements", "peak_live_bytes", "final"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  for (const char* key : {"free_bytes", "largest_free_bytes", "free_extents", "lazy_bytes", "external_fragmentation"})
+    EXPECT_TRUE(j["final"].contains(key)) << key;
+  ASSERT_EQ(j["failures"].size(), 1u);
+  const auto& f = j["failures"][0];
+  for (const char* key : {"op", "id", "size", "kind", "free_bytes", "largest_free_bytes"})
+    EXPECT_TRUE(f.contains(key)) << key;
+  EXPECT_EQ(f["kind"], "virtual-fragmentation");
+  EXPECT_EQ(j["placements"]["1"], 20 * 1024);
+  EXPECT_TRUE(j["divergence"].is_null());
+}
+
+TEST(Replay, TimelineHasOneLinePerOp) {
+  StringSource source("vmtrace 1\nregion 64K\na 0 4K\nf 0\np\n");
+  std::ostringstream tl;
+  ReplayOptions options;
+  options.on_op = [&](std::uint64_t i, const Op& op, const VirtualSpace& vs, bool ok, FailureKind f,
+                      std::uint64_t off) { tl << timeline_line(i, op, vs, ok, f, off) << '\n'; };
+  (void)replay(source, options);
+  std::istringstream lines(tl.str());
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["op"], n);
+    ++n;
+  }
+  EXPECT_EQ(n, 3);
+}
+
+}  // namespace
+}  // namespace vmfrag

@@ -1,0 +1,114 @@
+// CS:APP malloc-lab trace import; the format and scaling rule are documented in the header.
+#include "harness/workloads/malloclab_import.h"
+
+#include <charconv>
+#include <stdexcept>
+#include <string_view>
+#include <vector>
+
+#include "harness/workloads/emitter.h"
+
+namespace vmfrag {
+namespace {
+
+std::vector<std::string_view> words_of(std::string_view line) {
+  std::vector<std::string_view> words;
+  std::size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
+    const std::size_t begin = i;
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '\r') ++i;
+    if (i > begin) words.push_back(line.substr(begin, i - begin));
+  }
+  return words;
+}
+
+bool to_u64(std::string_view text, std::uint64_t& out) {
+  const auto* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, out, 10);
+  return !text.empty() && ec == std::errc() && ptr == end;
+}
+
+}  // namespace
+
+TraceHeader import_malloclab(std::istream& in, const std::string& file, OpSink& sink,
+                             const MalloclabImportOptions& options) {
+  if (options.unit_bytes == 0) throw std::invalid_argument("malloc-lab unit_bytes must be > 0");
+  if (options.region_bytes % kPageSize != 0) throw std::invalid_argument("region must be a multiple of 4096");
+  const auto pages_for = [&](std::uint64_t bytes) {
+    const std::uint64_t units = bytes / options.unit_bytes + (bytes % options.unit_bytes != 0);
+    return units == 0 ? std::uint64_t{1} : units;
+  };
+  std::string text;
+  std::uint64_t line = 0;
+  static constexpr const char* kHeaderNames[] = {"suggested heap size", "number of ids", "number of ops", "weight"};
+  std::uint64_t header_values[4] = {};
+  for (int h = 0; h < 4;) {
+    if (!std::getline(in, text)) throw InputError(file, line, std::string("missing header line: ") + kHeaderNames[h]);
+    ++line;
+    const auto w = words_of(text);
+    if (w.empty()) continue;
+    if (w.size() != 1 || !to_u64(w[0], header_values[h]))
+      throw InputError(file, line, std::string("expected one non-negative integer (") + kHeaderNames[h] + ")");
+    ++h;
+  }
+  const std::uint64_t heap = header_values[0], num_ids = header_values[1], num_ops = header_values[2];
+  if (num_ids > (std::uint64_t{1} << 32)) throw InputError(file, 2, "number of ids is implausibly large");
+  TraceHeader header;
+  header.region_bytes = options.region_bytes != 0 ? options.region_bytes : pages_for(heap) * kPageSize;
+  if (options.region_bytes == 0 && heap == 0) throw InputError(file, 1, "suggested heap size must be > 0");
+
+  struct Block {
+    bool live = false;
+    std::uint64_t vm_id = 0;
+    std::uint64_t pages = 0;
+  };
+  std::vector<Block> blocks(num_ids);
+  workload_detail::Emitter e(sink, header);
+  std::uint64_t ops_seen = 0;
+  while (std::getline(in, text)) {
+    ++line;
+    const auto w = words_of(text);
+    if (w.empty()) continue;
+    const auto fail = [&](const std::string& message) { return InputError(file, line, message); };
+    if (++ops_seen > num_ops) throw fail("more ops than the header's " + std::to_string(num_ops));
+    if (w[0].size() != 1 || (w[0][0] != 'a' && w[0][0] != 'r' && w[0][0] != 'f'))
+      throw fail("unknown op '" + std::string(w[0]) + "' (expected a, r or f)");
+    const char op = w[0][0];
+    if (w.size() != (op == 'f' ? 2u : 3u))
+      throw fail(op == 'f' ? "expected 'f <id>'" : std::string("expected '") + op + " <id> <bytes>'");
+    std::uint64_t id = 0, bytes = 0;
+    if (!to_u64(w[1], id)) throw fail("bad id '" + std::string(w[1]) + "'");
+    if (id >= num_ids) throw fail("id " + std::to_string(id) + " is not below the number of ids " + std::to_string(num_ids));
+    if (op != 'f' && !to_u64(w[2], bytes)) throw fail("bad size '" + std::string(w[2]) + "'");
+    Block& b = blocks[id];
+    switch (op) {
+      case 'a':
+        if (b.live) throw fail("id " + std::to_string(id) + " allocated while still live");
+        b = Block{true, e.alloc(pages_for(bytes) * kPageSize), pages_for(bytes)};
+        break;
+      case 'r': {
+        if (!b.live) throw fail("realloc of id " + std::to_string(id) + ", which is not allocated");
+        const std::uint64_t pages = pages_for(bytes);
+        if (pages > b.pages) {
+          const std::uint64_t moved = e.alloc(pages * kPageSize);
+          e.free(b.vm_id);
+          b.vm_id = moved;
+          b.pages = pages;
+        }
+        break;
+      }
+      default:
+        if (!b.live) throw fail("free of id " + std::to_string(id) + ", which is not allocated");
+        e.free(b.vm_id);
+        b.live = false;
+        break;
+    }
+  }
+  if (in.bad()) throw InputError(file, line, "read error");
+  if (ops_seen != num_ops)
+    throw InputError(file, line, "the header announces " + std::to_string(num_ops) + " ops, found " + std::to_string(ops_seen));
+  return header;
+}
+
+}  // namespace vmfrag
