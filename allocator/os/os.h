@@ -22,6 +22,33 @@ class OsInterface {
 
   // Returns a reservation (or any part of one) to the OS. Never needs a new kernel mapping.
   [[nodiscard]] virtual int release(void* base, std::size_t bytes) = 0;
+
+  // --- Shared memory files (the physical-memory layer, allocator/phys/) ---
+
+  // Creates an anonymous memory file (memfd_create, close-on-exec) named `name` (a debugging label
+  // shown in /proc/self/fd; need not be unique) and sizes it to `bytes` (ftruncate). The file is
+  // sparse: the kernel allocates a page on first touch through any mapping, so creation commits no
+  // memory whatever the size. On success *fd is set. On failure nothing is left open (an ftruncate
+  // failure closes the new fd) and *fd is untouched. Cost: two system calls.
+  [[nodiscard]] virtual int memfd_create(const char* name, std::size_t bytes, int* fd) = 0;
+
+  // Closes a file descriptor made by memfd_create. Mappings of the file stay valid after it.
+  [[nodiscard]] virtual int close_fd(int fd) = 0;
+
+  // Maps `bytes` of file `fd` from `offset` (a page multiple) read-write and MAP_SHARED, so every
+  // mapping of the same file offset sees the same page. With `fixed`, the mapping goes exactly at
+  // `addr` (MAP_FIXED: whatever was mapped there, e.g. part of a reserve()d range, is replaced);
+  // without it `addr` must be null and the kernel picks the address. `populate` (MAP_POPULATE)
+  // faults every page in now instead of on first touch. On success *out is set; on failure nothing
+  // is mapped (a MAP_FIXED failure may have unmapped what was at `addr`, as mmap(2) allows) and
+  // *out is untouched. ENOMEM includes hitting vm.max_map_count. Cost: one mmap, plus the page
+  // faults with `populate`.
+  [[nodiscard]] virtual int map_shared(void* addr, std::size_t bytes, int fd, std::uint64_t offset, bool fixed,
+                                       bool populate, void** out) = 0;
+
+  // Removes any mapping of [addr, addr+bytes) (munmap). Unmapping part of a mapping splits it,
+  // which can itself fail with ENOMEM at vm.max_map_count.
+  [[nodiscard]] virtual int unmap(void* addr, std::size_t bytes) = 0;
 };
 
 // The real Linux implementation; a process-wide stateless singleton.

@@ -41,6 +41,42 @@ class LinuxOs final : public OsInterface {
                "release: base=%p bytes=%zu", base, bytes);
     return munmap(base, bytes) == 0 ? 0 : errno;
   }
+
+  int memfd_create(const char* name, std::size_t bytes, int* fd) override {
+    VMF_ASSERT(name != nullptr && is_page_aligned(bytes), "memfd_create: bytes=%zu", bytes);
+    if (bytes > static_cast<std::size_t>(INT64_MAX)) return EFBIG;  // off_t cannot hold it
+    const int new_fd = ::memfd_create(name, MFD_CLOEXEC);
+    if (new_fd < 0) return errno;
+    if (ftruncate(new_fd, static_cast<off_t>(bytes)) != 0) {
+      const int err = errno;  // close() may overwrite errno; the ftruncate error is the one to report
+      ::close(new_fd);
+      return err;
+    }
+    *fd = new_fd;
+    return 0;
+  }
+
+  int close_fd(int fd) override { return ::close(fd) == 0 ? 0 : errno; }
+
+  int map_shared(void* addr, std::size_t bytes, int fd, std::uint64_t offset, bool fixed, bool populate,
+                 void** out) override {
+    VMF_ASSERT(bytes > 0 && is_page_aligned(bytes) && is_page_aligned(offset), "map_shared: bytes=%zu offset=%llu",
+               bytes, static_cast<unsigned long long>(offset));
+    VMF_ASSERT(fixed ? is_page_aligned(reinterpret_cast<std::uintptr_t>(addr)) : addr == nullptr,
+               "map_shared: addr=%p fixed=%d", addr, fixed);
+    if (offset > static_cast<std::uint64_t>(INT64_MAX)) return EOVERFLOW;
+    const int flags = MAP_SHARED | (fixed ? MAP_FIXED : 0) | (populate ? MAP_POPULATE : 0);
+    void* p = mmap(addr, bytes, PROT_READ | PROT_WRITE, flags, fd, static_cast<off_t>(offset));
+    if (p == MAP_FAILED) return errno;
+    *out = p;
+    return 0;
+  }
+
+  int unmap(void* addr, std::size_t bytes) override {
+    VMF_ASSERT(is_page_aligned(reinterpret_cast<std::uintptr_t>(addr)) && bytes > 0 && is_page_aligned(bytes),
+               "unmap: addr=%p bytes=%zu", addr, bytes);
+    return munmap(addr, bytes) == 0 ? 0 : errno;
+  }
 };
 
 }  // namespace

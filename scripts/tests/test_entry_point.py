@@ -3,7 +3,7 @@ test-result totalling (what decides the job's exit code), and that a second buil
 import subprocess
 import textwrap
 
-from vmfrag_jobs import bootstrap, build, testing
+from vmfrag_jobs import bootstrap, build, testing  # on PYTHONPATH via the test job
 
 
 def vmfrag(repo, *args):

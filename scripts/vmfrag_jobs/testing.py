@@ -70,9 +70,9 @@ def pytest_suites(totals, extra_args=()):
     if junit.exists():
         junit.unlink()
     env = dict(os.environ, VMFRAG_BUILD_DIR=str(paths.build_dir("release")),
-               PYTHONDONTWRITEBYTECODE="1")
-    cmd = [SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-           *PYTEST_DIRS, *extra_args]
+               PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(paths.REPO / "scripts"))
+    cmd = [SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "vmfrag_jobs.pytest_plugin",
+           f"--junitxml={junit}", *PYTEST_DIRS, *extra_args]
     print("vmfrag: pytest", flush=True)
     r = subprocess.run(cmd, cwd=paths.REPO, env=env)
     if r.returncode == PYTEST_NO_TESTS_COLLECTED:
@@ -90,8 +90,7 @@ def run_all(flavours, with_pytest=True):
     for f in flavours:
         build.build(f)
     for f in flavours:
-        if f.runs_tests:
-            meson_tests(f, totals)
+        meson_tests(f, totals)
     if with_pytest:
         pytest_suites(totals)
     for b in totals.broken:
