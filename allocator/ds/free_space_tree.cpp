@@ -114,6 +114,13 @@ FreeSpaceTree::Node* FreeSpaceTree::allocate_node(uint64_t start, uint64_t size)
   return n;
 }
 
+void FreeSpaceTree::reserve_nodes(size_t extents) {
+  const size_t chunks = (extents + kNodesPerPoolChunk - 1) / kNodesPerPoolChunk;
+  if (chunks <= pool_chunks_.size()) return;
+  pool_chunks_.reserve(chunks);  // so allocate_node's push_back never reallocates below this
+  while (pool_chunks_.size() < chunks) pool_chunks_.push_back(std::make_unique<Node[]>(kNodesPerPoolChunk));
+}
+
 void FreeSpaceTree::release_node(Node* n) {
   n->next = pool_free_list_;
   pool_free_list_ = n;

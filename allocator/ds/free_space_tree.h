@@ -116,6 +116,12 @@ class FreeSpaceTree {
   FreeSpaceTree(FreeSpaceTree&& other) noexcept;
   FreeSpaceTree& operator=(FreeSpaceTree&& other) noexcept;
 
+  // Grows the node pool so that up to `extents` extents can exist at once without allocating:
+  // a caller that keeps this ahead of its worst case makes insert/remove allocation-free (the
+  // vmalloc free path must work when the process can get no more memory mappings).
+  // Failure: throws std::bad_alloc, extents unchanged. Cost: O(extents / 1024) allocations.
+  void reserve_nodes(size_t extents);
+
   // Adds [start, start+size) as free, merging with a free extent that ends at `start` and/or one
   // that begins at start+size, so no two extents ever touch.
   // Preconditions (VMF_CHECK, always on: a violation means a double free in the caller, which

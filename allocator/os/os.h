@@ -49,6 +49,58 @@ class OsInterface {
   // Removes any mapping of [addr, addr+bytes) (munmap). Unmapping part of a mapping splits it,
   // which can itself fail with ENOMEM at vm.max_map_count.
   [[nodiscard]] virtual int unmap(void* addr, std::size_t bytes) = 0;
+
+  // --- Backing areas (allocator/vmalloc/) ---
+
+  enum class Protection : std::uint8_t { kNone, kReadWrite };
+  // mprotect. Changing part of a VMA splits it (ENOMEM at vm.max_map_count); changing whole VMAs
+  // never needs a new one, which is what the unmap path relies on.
+  [[nodiscard]] virtual int protect(void* addr, std::size_t bytes, Protection protection) = 0;
+
+  // MADV_DONTNEED: drops the pages of the range (anonymous memory reads back as zero, a shared
+  // file mapping re-reads the file). Never splits a VMA.
+  [[nodiscard]] virtual int drop_pages(void* addr, std::size_t bytes) = 0;
+
+  // MADV_POPULATE_WRITE (Linux 5.14+): faults every page in writable now, as the kernel's vmalloc
+  // maps every page at allocation. EINVAL on older kernels.
+  [[nodiscard]] virtual int populate_write(void* addr, std::size_t bytes) = 0;
+
+  // Turns [addr, addr+bytes) back into plain reservation (PROT_NONE anonymous MAP_NORESERVE),
+  // which merges with reserved neighbours. `replace`: MAP_FIXED over whatever is there (the
+  // kernel counts the old mapping against vm.max_map_count until it is gone, so this fails at the
+  // limit); otherwise MAP_FIXED_NOREPLACE into a hole (EEXIST if something else took it).
+  [[nodiscard]] virtual int reserve_fixed(void* addr, std::size_t bytes, bool replace) = 0;
+
+  // vm.max_map_count from /proc/sys/vm/max_map_count.
+  [[nodiscard]] virtual int max_map_count(std::uint64_t* out) = 0;
+};
+
+// Forwards every call to another OsInterface: tests and fault injection derive from it and
+// override only the calls they observe or fail.
+class ForwardingOs : public OsInterface {
+ public:
+  explicit ForwardingOs(OsInterface& inner) : inner_(inner) {}
+  int reserve(std::size_t bytes, std::size_t align, void** base) override { return inner_.reserve(bytes, align, base); }
+  int release(void* base, std::size_t bytes) override { return inner_.release(base, bytes); }
+  int memfd_create(const char* name, std::size_t bytes, int* fd) override { return inner_.memfd_create(name, bytes, fd); }
+  int close_fd(int fd) override { return inner_.close_fd(fd); }
+  int map_shared(void* addr, std::size_t bytes, int fd, std::uint64_t offset, bool fixed, bool populate,
+                 void** out) override {
+    return inner_.map_shared(addr, bytes, fd, offset, fixed, populate, out);
+  }
+  int unmap(void* addr, std::size_t bytes) override { return inner_.unmap(addr, bytes); }
+  int protect(void* addr, std::size_t bytes, Protection protection) override {
+    return inner_.protect(addr, bytes, protection);
+  }
+  int drop_pages(void* addr, std::size_t bytes) override { return inner_.drop_pages(addr, bytes); }
+  int populate_write(void* addr, std::size_t bytes) override { return inner_.populate_write(addr, bytes); }
+  int reserve_fixed(void* addr, std::size_t bytes, bool replace) override {
+    return inner_.reserve_fixed(addr, bytes, replace);
+  }
+  int max_map_count(std::uint64_t* out) override { return inner_.max_map_count(out); }
+
+ private:
+  OsInterface& inner_;
 };
 
 // The real Linux implementation; a process-wide stateless singleton.

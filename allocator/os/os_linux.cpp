@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdint>
 
 #include "allocator/core/assert.h"
@@ -11,7 +12,7 @@
 namespace vmfrag {
 namespace {
 
-bool is_page_aligned(std::uintptr_t v) { return (v & (kOsPageSize - 1)) == 0; }
+[[maybe_unused]] bool is_page_aligned(std::uintptr_t v) { return (v & (kOsPageSize - 1)) == 0; }
 
 class LinuxOs final : public OsInterface {
  public:
@@ -76,6 +77,49 @@ class LinuxOs final : public OsInterface {
     VMF_ASSERT(is_page_aligned(reinterpret_cast<std::uintptr_t>(addr)) && bytes > 0 && is_page_aligned(bytes),
                "unmap: addr=%p bytes=%zu", addr, bytes);
     return munmap(addr, bytes) == 0 ? 0 : errno;
+  }
+
+  int protect(void* addr, std::size_t bytes, Protection protection) override {
+    VMF_ASSERT(is_page_aligned(reinterpret_cast<std::uintptr_t>(addr)) && is_page_aligned(bytes),
+               "protect: addr=%p bytes=%zu", addr, bytes);
+    const int prot = protection == Protection::kReadWrite ? PROT_READ | PROT_WRITE : PROT_NONE;
+    return mprotect(addr, bytes, prot) == 0 ? 0 : errno;
+  }
+
+  int drop_pages(void* addr, std::size_t bytes) override {
+    return madvise(addr, bytes, MADV_DONTNEED) == 0 ? 0 : errno;
+  }
+
+  int populate_write(void* addr, std::size_t bytes) override {
+#ifdef MADV_POPULATE_WRITE
+    return madvise(addr, bytes, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
+#else
+    (void)addr, (void)bytes;
+    return EINVAL;
+#endif
+  }
+
+  int reserve_fixed(void* addr, std::size_t bytes, bool replace) override {
+    const int fixed = replace ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+    void* p = mmap(addr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | fixed, -1, 0);
+    if (p == MAP_FAILED) return errno;
+    // Kernels before 4.17 ignore MAP_FIXED_NOREPLACE and may place the mapping elsewhere.
+    if (p != addr) {
+      (void)munmap(p, bytes);
+      return EEXIST;
+    }
+    return 0;
+  }
+
+  int max_map_count(std::uint64_t* out) override {
+    std::FILE* f = std::fopen("/proc/sys/vm/max_map_count", "re");
+    if (f == nullptr) return errno;
+    unsigned long long v = 0;
+    const int n = std::fscanf(f, "%llu", &v);
+    std::fclose(f);
+    if (n != 1) return EINVAL;
+    *out = v;
+    return 0;
   }
 };
 

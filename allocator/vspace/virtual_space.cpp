@@ -125,6 +125,10 @@ Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align
   if (rounded > max - guard_bytes()) return Allocation{nullptr, 0, FailureKind::kInvalidArgument};
   const std::uint64_t need = rounded + guard_bytes();
 
+  // Free extents never outnumber the areas between them plus one, so with the pool kept this far
+  // ahead, purges and frees never allocate (they must work at the process's mapping limit).
+  // Throws std::bad_alloc here, before anything changed.
+  free_.reserve_nodes(busy_.size() + lazy_.size() + 2);
   std::optional<std::uint64_t> fit = free_.find_lowest_fit(need, align, lo, hi);
   if (!fit && !lazy_.empty()) {
     purge_locked();
@@ -135,8 +139,8 @@ Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align
     return Allocation{nullptr, 0,
                       free_in_range >= need ? FailureKind::kVirtualFragmentation : FailureKind::kNoVirtualSpace};
   }
+  busy_.emplace(*fit, Area{need});  // may throw std::bad_alloc: then only the purge happened
   free_.remove(*fit, need);
-  busy_.emplace(*fit, Area{need});
   live_reserved_bytes_ += need;
   live_bytes_ += rounded;
   return Allocation{static_cast<char*>(base_) + *fit, *fit, FailureKind::kNone};
@@ -161,21 +165,43 @@ FreeStatus VirtualSpace::free_locked(std::uint64_t offset, bool in_region) {
     report_misuse_locked(FreeStatus::kOutsideRegion, offset);
     return FreeStatus::kOutsideRegion;
   }
-  auto it = busy_.find(offset);
-  if (it == busy_.end()) {
-    const FreeStatus status = classify_misuse_locked(offset);
-    report_misuse_locked(status, offset);
-    return status;
-  }
-  const std::uint64_t bytes = it->second.bytes;
-  busy_.erase(it);
-  live_reserved_bytes_ -= bytes;
-  live_bytes_ -= bytes - guard_bytes();
-  lazy_.emplace(offset, Area{bytes});
+  FreeStatus status = FreeStatus::kOk;
+  auto node = take_busy_locked(offset, &status);
+  if (node.empty()) return status;
+  const std::uint64_t bytes = node.mapped().bytes;
+  lazy_.insert(std::move(node));  // the busy node moves as it is: a free allocates nothing
   lazy_bytes_ += bytes;
   // "Exceeds", strictly: a threshold of 0 therefore purges after every free (eager).
   if (lazy_bytes_ / kPage > config_.lazy_threshold_pages) purge_locked();
   return FreeStatus::kOk;
+}
+
+FreeStatus VirtualSpace::release_unused(std::uint64_t offset) {
+  std::lock_guard lock(mutex_);
+  if (offset >= config_.region_bytes) {
+    report_misuse_locked(FreeStatus::kOutsideRegion, offset);
+    return FreeStatus::kOutsideRegion;
+  }
+  FreeStatus status = FreeStatus::kOk;
+  auto node = take_busy_locked(offset, &status);
+  if (node.empty()) return status;
+  free_.insert(offset, node.mapped().bytes);
+  return FreeStatus::kOk;
+}
+
+// Detaches the live area at offset from the busy map and the live counters; on misuse reports it,
+// sets *status and returns an empty handle. Allocates nothing.
+VirtualSpace::AreaMap::node_type VirtualSpace::take_busy_locked(std::uint64_t offset, FreeStatus* status) {
+  auto it = busy_.find(offset);
+  if (it == busy_.end()) {
+    *status = classify_misuse_locked(offset);
+    report_misuse_locked(*status, offset);
+    return {};
+  }
+  auto node = busy_.extract(it);
+  live_reserved_bytes_ -= node.mapped().bytes;
+  live_bytes_ -= node.mapped().bytes - guard_bytes();
+  return node;
 }
 
 FreeStatus VirtualSpace::classify_misuse_locked(std::uint64_t offset) const {
@@ -210,8 +236,17 @@ void VirtualSpace::purge() {
 
 // Every lazily-held range goes back at once. The result does not depend on insertion order:
 // coalescing leaves the same maximal extents whatever order the ranges arrive in.
+void VirtualSpace::set_purge_observer(PurgeObserver observer, void* context) {
+  std::lock_guard lock(mutex_);
+  purge_observer_ = observer;
+  purge_context_ = context;
+}
+
 void VirtualSpace::purge_locked() {
-  for (const auto& [offset, area] : lazy_) free_.insert(offset, area.bytes);
+  for (const auto& [offset, area] : lazy_) {
+    if (purge_observer_ != nullptr) purge_observer_(purge_context_, offset, area.bytes);
+    free_.insert(offset, area.bytes);
+  }
   lazy_.clear();
   lazy_bytes_ = 0;
   ++purges_;

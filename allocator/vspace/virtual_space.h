@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -115,7 +116,9 @@ class VirtualSpace {
   //   no-virtual-space       free bytes < need even after purging;
   //   virtual-fragmentation  free bytes >= need but no extent fits, even after purging.
   // On a miss with lazily-held areas it purges them all and retries once (a purge is the only
-  // state a failed call may leave behind). Cost: O(log n) at page alignment; with a larger
+  // state a failed call may leave behind). Throws std::bad_alloc if the metadata heap is
+  // exhausted, with nothing changed but that purge. vfree, purge and release_unused never
+  // allocate: they work even when the process can get no more memory. Cost: O(log n) at page alignment; with a larger
   // alignment O((k+1) log n), k = free extents below the answer that are big enough but fit only
   // when misaligned (see FreeSpaceTree::find_lowest_fit).
   [[nodiscard]] Allocation vmalloc(std::uint64_t size, std::uint64_t align = kVirtualPageSize);
@@ -133,8 +136,20 @@ class VirtualSpace {
   FreeStatus vfree(const void* addr);
   FreeStatus vfree_offset(std::uint64_t offset);
 
+  // Returns a live area straight to free space, bypassing lazy free: for an allocation that a
+  // layer above abandoned before anything was mapped in it (so no stale translation can exist).
+  // Misuse as vfree. O(log n).
+  FreeStatus release_unused(std::uint64_t offset);
+
   // Returns every lazily-held range to the free tree (coalescing). O(k log n) for k lazy areas.
   void purge();
+
+  // Called with (offset, bytes) of every lazily-held range as a purge returns it to free space,
+  // under the space's lock: the layer above turns such ranges back into plain reservation. It must
+  // not call back into this VirtualSpace, throw, or allocate (it runs at the map limit too).
+  // Set once, before the space is shared between threads.
+  using PurgeObserver = void (*)(void* context, std::uint64_t offset, std::uint64_t bytes);
+  void set_purge_observer(PurgeObserver observer, void* context);
 
   [[nodiscard]] VirtualSpaceStats stats() const;                 // O(1)
   // Free bytes in extents smaller than the need of a `size`-byte request (guard included):
@@ -168,7 +183,9 @@ class VirtualSpace {
   VirtualSpace(const VirtualSpaceConfig& config, void* base, std::uint64_t base_align);
   Allocation allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi);
   FreeStatus free_locked(std::uint64_t offset, bool in_region);
+  using AreaMap = std::map<std::uint64_t, Area>;
   FreeStatus classify_misuse_locked(std::uint64_t offset) const;
+  AreaMap::node_type take_busy_locked(std::uint64_t offset, FreeStatus* status);
   void purge_locked();
   void report_misuse_locked(FreeStatus status, std::uint64_t offset);
   [[nodiscard]] std::uint64_t saturating_need(std::uint64_t size) const;
@@ -181,12 +198,14 @@ class VirtualSpace {
 
   mutable std::mutex mutex_;
   FreeSpaceTree free_;
-  std::map<std::uint64_t, Area> busy_;  // offset -> area; ordered so interior addresses classify
-  std::map<std::uint64_t, Area> lazy_;  // freed, not yet purged
+  AreaMap busy_;  // offset -> area; ordered so interior addresses classify
+  AreaMap lazy_;  // freed, not yet purged
   std::uint64_t lazy_bytes_ = 0;
   std::uint64_t live_bytes_ = 0;
   std::uint64_t live_reserved_bytes_ = 0;
   std::uint64_t purges_ = 0;
+  PurgeObserver purge_observer_ = nullptr;
+  void* purge_context_ = nullptr;
   std::uint64_t misuse_count_ = 0;
   std::vector<std::string> misuse_log_;
 };

@@ -68,6 +68,7 @@ def test_totals_are_not_ok_without_tests_or_with_a_broken_suite(tmp_path):
     assert not t.ok  # nothing ran: never a silent pass
     t.add_junit(tmp_path / "missing.xml")
     assert t.broken and not t.ok
+    assert t.line() == "vmfrag: 0 passed, 1 failed, 0 skipped"
     ok = testing.Totals()
     ok.add_junit(write(tmp_path, "b.xml", '<testsuite><testcase name="a"/></testsuite>'))
     assert ok.ok

@@ -44,7 +44,10 @@ class Totals:
         return self.failed == 0 and not self.broken and self.passed > 0
 
     def line(self):
-        return f"vmfrag: {self.passed} passed, {self.failed} failed, {self.skipped} skipped"
+        # A suite that broke as a whole (crash, missing results) counts as one failure: the line
+        # never reads "0 failed" while the job fails.
+        failed = self.failed + len(self.broken)
+        return f"vmfrag: {self.passed} passed, {failed} failed, {self.skipped} skipped"
 
 
 def meson_tests(flavour, totals, suites=None):

@@ -1,0 +1,496 @@
+#include "allocator/vmalloc/vmalloc.h"
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <set>
+
+#include "allocator/core/assert.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define VMFRAG_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VMFRAG_ASAN 1
+#endif
+#endif
+#ifdef VMFRAG_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+namespace vmfrag {
+namespace {
+
+constexpr std::uint64_t kPage = kVirtualPageSize;
+constexpr std::size_t kMisuseLogCap = 64;
+
+// ASan's manual poisoning: freed areas, guard pages and the tail between the requested size and
+// the page end are poisoned, so an overflow or a use after free is reported at the access, even
+// before it reaches an inaccessible page. No-ops without ASan.
+void poison(const void* addr, std::uint64_t bytes) {
+#ifdef VMFRAG_ASAN
+  ASAN_POISON_MEMORY_REGION(addr, bytes);
+#else
+  (void)addr, (void)bytes;
+#endif
+}
+void unpoison(const void* addr, std::uint64_t bytes) {
+#ifdef VMFRAG_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(addr, bytes);
+#else
+  (void)addr, (void)bytes;
+#endif
+}
+
+unsigned order_for_pages(std::uint64_t pages) {
+  unsigned order = 0;
+  while ((std::uint64_t{1} << order) < pages) ++order;
+  return order;
+}
+
+}  // namespace
+
+const char* backing_mode_name(BackingMode mode) {
+  switch (mode) {
+    case BackingMode::kNone: return "none";
+    case BackingMode::kAnon: return "anon";
+    case BackingMode::kMemfd: return "memfd";
+  }
+  return "none";
+}
+
+const char* release_status_name(ReleaseStatus s) {
+  switch (s) {
+    case ReleaseStatus::kOk: return "ok";
+    case ReleaseStatus::kNull: return "null";
+    case ReleaseStatus::kUnknown: return "unknown";
+    case ReleaseStatus::kWrongFunction: return "wrong-function";
+  }
+  return "unknown";
+}
+
+Vmalloc::CreateResult Vmalloc::create(const VmallocConfig& config) {
+  CreateResult r;
+  auto space = VirtualSpace::create(config.space);
+  if (space.space == nullptr) {
+    r.error = space.error;
+    r.message = space.message;
+    return r;
+  }
+  PhysicalMemoryConfig pc;
+  pc.bytes = config.phys_bytes;
+  pc.os = config.space.os;
+  auto phys = PhysicalMemory::create(pc);
+  if (phys.memory == nullptr) {
+    r.error = phys.error;
+    r.message = phys.message;
+    return r;
+  }
+  r.vm.reset(new Vmalloc(config, std::move(space.space), std::move(phys.memory)));
+  return r;
+}
+
+Vmalloc::Vmalloc(const VmallocConfig& config, std::unique_ptr<VirtualSpace> space, std::unique_ptr<PhysicalMemory> phys)
+    : config_(config),
+      os_(config.space.os != nullptr ? *config.space.os : linux_os()),
+      space_(std::move(space)),
+      phys_(std::move(phys)) {
+  if (config_.backing != BackingMode::kNone) space_->set_purge_observer(&Vmalloc::on_purge, this);
+  std::uint64_t limit = 0;
+  if (os_.max_map_count(&limit) == 0) os_map_limit_ = limit;
+}
+
+// Areas still mapped at destruction are unmapped with the region (the reservation's release
+// covers them); their pages go with the memfd. ASan's shadow outlives the mappings, so what this
+// instance poisoned (live and lazily-held areas, kmalloc tails) is unpoisoned first: a later
+// mapping at the same addresses must not inherit it.
+Vmalloc::~Vmalloc() {
+  unpoison(phys_->direct_map(), phys_->bytes());  // kmalloc tails, in every backing
+  if (config_.backing == BackingMode::kNone) return;
+  for (const MapEntry& e : space_->address_map())
+    if (e.state != MapEntry::State::kFree) unpoison(static_cast<char*>(space_->base()) + e.offset, e.bytes);
+}
+
+std::uint64_t Vmalloc::map_limit() const { return config_.map_cap != 0 ? config_.map_cap : os_map_limit_; }
+
+VmallocResult Vmalloc::vmalloc(std::uint64_t size, std::uint64_t align) {
+  std::lock_guard lock(mutex_);
+  return new_area_locked(AreaKind::kVmalloc, size, align, {});
+}
+
+VmallocResult Vmalloc::vzalloc(std::uint64_t size) {
+  std::lock_guard lock(mutex_);
+  VmallocResult r = new_area_locked(AreaKind::kVmalloc, size, kPage, {});
+  // anon pages are zero-filled by the kernel; memfd pages come back from the buddy allocator with
+  // whatever their last owner wrote; backing none has no bytes.
+  if (r.ok() && config_.backing == BackingMode::kMemfd) std::memset(r.addr, 0, size);
+  return r;
+}
+
+/*
+ * A new area, in the order the kernel's __vmalloc_node_range() does it: address range first
+ * (alloc_vmap_area), then pages (vm_area_alloc_pages), then page tables (vmap_pages_range). Each
+ * step that fails undoes the earlier ones at once, so a failed call leaves no trace: the pages go
+ * back to the buddy allocator and the range straight back to free space, not to the lazy list
+ * (nothing was ever mapped for a TLB to remember).
+ *
+ * `pfns` empty: vmalloc, the area owns fresh order-0 pages. Otherwise vmap of caller-owned pages.
+ */
+VmallocResult Vmalloc::new_area_locked(AreaKind kind, std::uint64_t size, std::uint64_t align,
+                                       std::vector<std::uint64_t> pfns) {
+  // Metadata comes from the ordinary heap, which can run dry exactly when the process reaches its
+  // mapping limit (malloc needs mappings too). Every step below either completes or throws before
+  // changing anything, and each throw undoes the steps before it.
+  Allocation va;
+  try {
+    va = space_->vmalloc(size, align);
+  } catch (const std::bad_alloc&) {
+    return VmallocResult{nullptr, FailureKind::kOsError, ENOMEM};
+  }
+  if (!va.ok()) return VmallocResult{nullptr, va.failure, 0};
+  const std::uint64_t pages = (size + kPage - 1) / kPage;
+  const bool owns_pages = kind == AreaKind::kVmalloc;
+  std::map<std::uint64_t, Area>::iterator it;
+  try {
+    if (owns_pages) {
+      pfns.reserve(pages);
+      const FailureKind f = phys_->alloc_pages(pages, pfns, /*max_order=*/0);
+      if (f != FailureKind::kNone) {
+        (void)space_->release_unused(va.offset);
+        return VmallocResult{nullptr, f, 0};
+      }
+    }
+    it = areas_.try_emplace(va.offset, Area{kind, size, pages, {}, 0}).first;
+  } catch (const std::bad_alloc&) {
+    if (owns_pages && pfns.size() == pages) phys_->free_pages(pfns);
+    (void)space_->release_unused(va.offset);
+    return VmallocResult{nullptr, FailureKind::kOsError, ENOMEM};
+  }
+  char* const addr = static_cast<char*>(va.addr);
+  std::uint64_t mappings = 0;
+  if (const int err = map_pages_locked(addr, pfns, &mappings); err != 0) {
+    areas_.erase(it);
+    if (owns_pages) phys_->free_pages(pfns);
+    (void)space_->release_unused(va.offset);
+    return VmallocResult{nullptr, err == ENOMEM ? FailureKind::kMapLimit : FailureKind::kOsError, err};
+  }
+  mappings_in_use_ += mappings;
+  if (config_.backing != BackingMode::kNone) {
+    mapped_pages_ += pages;
+    // Tail and guard poisoned, the requested bytes accessible.
+    poison(addr, pages * kPage + std::uint64_t{config_.space.guard_pages} * kPage);
+    unpoison(addr, size);
+    for (std::uint64_t pfn : pfns) unpoison(phys_->pfn_to_virt(pfn), kPage);
+  }
+  if (owns_pages) owned_pages_ += pages;
+  it->second.pfns = std::move(pfns);
+  it->second.mappings = mappings;
+  return VmallocResult{addr, FailureKind::kNone, 0};
+}
+
+/*
+ * Maps an area's pages, as the backing mode says. The mapping budget: an area costs one kernel
+ * VMA per mapped run plus one for the piece of reservation split off after it (the run replaces
+ * the middle of a reservation VMA: one VMA becomes three). That is the figure compared with
+ * map_cap; the OS's own limit is met when mmap or mprotect fails with ENOMEM.
+ * On failure everything this call mapped is unmapped again and the error returned.
+ */
+int Vmalloc::map_pages_locked(char* addr, const std::vector<std::uint64_t>& pfns, std::uint64_t* mappings) {
+  if (config_.backing == BackingMode::kNone) return 0;
+  std::uint64_t runs = 0;
+  for (std::size_t i = 0; i < pfns.size(); ++i)
+    if (i == 0 || pfns[i] != pfns[i - 1] + 1) ++runs;
+  if (config_.backing == BackingMode::kAnon) runs = 1;
+  const std::uint64_t need = runs + 1;
+  if (config_.map_cap != 0 && mappings_in_use_ + need > config_.map_cap) return ENOMEM;
+
+  const std::uint64_t bytes = pfns.size() * kPage;
+  if (config_.backing == BackingMode::kAnon) {
+    if (const int err = os_.protect(addr, bytes, OsInterface::Protection::kReadWrite); err != 0) return err;
+    if (config_.populate) {
+      if (const int err = os_.populate_write(addr, bytes); err != 0) {
+        unmap_pages_locked(addr, pfns.size());
+        return err;
+      }
+    }
+    *mappings = need;
+    return 0;
+  }
+  // memfd: one MAP_FIXED|MAP_SHARED mmap per physically contiguous run.
+  std::size_t done = 0;
+  for (std::size_t i = 0; i < pfns.size();) {
+    std::size_t j = i + 1;
+    while (j < pfns.size() && pfns[j] == pfns[j - 1] + 1) ++j;
+    void* out = nullptr;
+    const int err = os_.map_shared(addr + i * kPage, (j - i) * kPage, phys_->fd(), pfns[i] * kPage, /*fixed=*/true,
+                                   config_.populate, &out);
+    if (err != 0) {
+      if (done != 0) unmap_pages_locked(addr, done);
+      return err;
+    }
+    done = j;
+    i = j;
+  }
+  *mappings = need;
+  return 0;
+}
+
+// Drops the pages of [addr, addr+pages) and makes the range inaccessible. Neither call can need a
+// new kernel mapping: MADV_DONTNEED never splits a VMA, and the mprotect covers whole VMAs (the
+// area's runs, or the one read-write anonymous VMA, which then merges back into the reservation).
+void Vmalloc::unmap_pages_locked(char* addr, std::uint64_t pages) {
+  if (config_.backing == BackingMode::kNone || pages == 0) return;
+  const std::uint64_t bytes = pages * kPage;
+  VMF_CHECK(os_.drop_pages(addr, bytes) == 0, "MADV_DONTNEED of an area at %p failed", static_cast<void*>(addr));
+  VMF_CHECK(os_.protect(addr, bytes, OsInterface::Protection::kNone) == 0, "mprotect(PROT_NONE) of %p failed",
+            static_cast<void*>(addr));
+}
+
+// The purge observer (memfd mode): a purged range is free space again, so its PROT_NONE file
+// mappings become plain reservation, merging with the neighbours and giving the VMAs back. Best
+// effort: at the map limit the placeholder stays, inaccessible and ours, and the next area mapped
+// over it replaces it. A range released unused (never mapped, or already restored) is harmless.
+// Only the mapped pages are restored, not the guard after them: the guard is still part of the
+// reservation VMA, and covering it would split that VMA, which fails at the limit. At the limit
+// even a plain MAP_FIXED replacement fails (the old VMA still counts), so the placeholder is
+// unmapped first (removing whole VMAs never needs a new one) and the hole re-reserved with
+// MAP_FIXED_NOREPLACE. Only another thread of this process mapping into that instant's hole
+// could defeat this; the range would then belong to someone else while free space here, so that
+// aborts with a message rather than let a later area overwrite a foreign mapping. If even the
+// unmap fails, the placeholder stays (inaccessible, ours) and the failure is counted.
+void Vmalloc::on_purge(void* self, std::uint64_t offset, std::uint64_t bytes) {
+  auto* vm = static_cast<Vmalloc*>(self);
+  void* const addr = static_cast<char*>(vm->space_->base()) + offset;
+  unpoison(addr, bytes);  // free space again: no stale poison for whatever is placed here next
+  if (vm->config_.backing == BackingMode::kMemfd) vm->restore_reservation(addr, bytes);
+}
+
+void Vmalloc::restore_reservation(void* addr, std::uint64_t bytes) {
+  const std::uint64_t guard = std::uint64_t{config_.space.guard_pages} * kPage;
+  if (bytes <= guard) return;
+  const std::uint64_t mapped = bytes - guard;
+  if (os_.reserve_fixed(addr, mapped, /*replace=*/true) == 0) return;
+  if (os_.unmap(addr, mapped) != 0) {
+    ++restore_failures_;
+    return;
+  }
+  const int err = os_.reserve_fixed(addr, mapped, /*replace=*/false);
+  VMF_CHECK(err == 0, "re-reserving [%p, +0x%" PRIx64 ") after unmapping it failed with errno %d: the range is no "
+            "longer ours", addr, mapped, err);
+}
+
+ReleaseStatus Vmalloc::vfree(const void* addr) { return release_area(addr, AreaKind::kVmalloc, "vfree"); }
+ReleaseStatus Vmalloc::vunmap(const void* addr) { return release_area(addr, AreaKind::kVmap, "vunmap"); }
+
+ReleaseStatus Vmalloc::release_area(const void* addr, AreaKind kind, const char* fn) {
+  if (addr == nullptr) return ReleaseStatus::kNull;
+  std::lock_guard lock(mutex_);
+  if (phys_->virt_to_pfn(addr)) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
+  const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
+  const auto a = reinterpret_cast<std::uintptr_t>(addr);
+  if (a < base || a - base >= space_->region_bytes()) return misuse_locked(ReleaseStatus::kUnknown, fn, addr);
+  auto it = areas_.find(a - base);
+  if (it == areas_.end()) return misuse_locked(ReleaseStatus::kUnknown, fn, addr);
+  if (it->second.kind != kind) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
+  Area& area = it->second;
+  char* p = static_cast<char*>(const_cast<void*>(addr));
+  unmap_pages_locked(p, area.pages);
+  if (config_.backing != BackingMode::kNone) {
+    poison(p, area.pages * kPage);
+    mapped_pages_ -= area.pages;
+  }
+  mappings_in_use_ -= area.mappings;
+  if (kind == AreaKind::kVmalloc) {
+    phys_->free_pages(area.pfns);
+    owned_pages_ -= area.pages;
+  }
+  areas_.erase(it);
+  VMF_CHECK(space_->vfree(addr) == FreeStatus::kOk, "%s: the address space lost area %p", fn, addr);
+  return ReleaseStatus::kOk;
+}
+
+ReleaseStatus Vmalloc::misuse_locked(ReleaseStatus status, const char* fn, const void* addr) {
+  ++misuse_count_;
+  char msg[160];
+  std::snprintf(msg, sizeof msg, "%s: %s address %p", fn,
+                status == ReleaseStatus::kWrongFunction ? "wrong function for" : "unknown", addr);
+  VMF_CHECK(!config_.space.strict, "strict mode: %s", msg);
+  if (misuse_log_.size() < kMisuseLogCap) misuse_log_.emplace_back(msg);
+  return status;
+}
+
+std::optional<std::uint64_t> Vmalloc::vmalloc_to_pfn(const void* addr) const {
+  std::lock_guard lock(mutex_);
+  const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
+  const auto a = reinterpret_cast<std::uintptr_t>(addr);
+  if (a < base || a - base >= space_->region_bytes()) return std::nullopt;
+  auto it = areas_.upper_bound(a - base);
+  if (it == areas_.begin()) return std::nullopt;
+  --it;
+  const std::uint64_t page = (a - base - it->first) / kPage;
+  if (page >= it->second.pages) return std::nullopt;
+  return it->second.pfns[page];
+}
+
+VmallocResult Vmalloc::kmalloc(std::uint64_t size) {
+  if (size == 0 || size > (std::uint64_t{1} << kMaxOrder) * kPage)
+    return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
+  const unsigned order = order_for_pages((size + kPage - 1) / kPage);
+  std::lock_guard lock(mutex_);
+  const BlockAllocation b = phys_->alloc_block(order);
+  if (!b.ok()) return VmallocResult{nullptr, b.failure, 0};
+  kmalloc_.emplace(b.pfn, order);
+  void* addr = phys_->pfn_to_virt(b.pfn);
+  poison(addr, (std::uint64_t{1} << order) * kPage);
+  unpoison(addr, size);
+  return VmallocResult{addr, FailureKind::kNone, 0};
+}
+
+ReleaseStatus Vmalloc::kfree(const void* addr) {
+  if (addr == nullptr) return ReleaseStatus::kNull;
+  std::lock_guard lock(mutex_);
+  const std::optional<std::uint64_t> pfn = phys_->virt_to_pfn(addr);
+  if (!pfn) {
+    const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
+    const auto a = reinterpret_cast<std::uintptr_t>(addr);
+    const bool in_region = a >= base && a - base < space_->region_bytes();
+    return misuse_locked(in_region ? ReleaseStatus::kWrongFunction : ReleaseStatus::kUnknown, "kfree", addr);
+  }
+  auto it = kmalloc_.find(*pfn);
+  if (it == kmalloc_.end() || phys_->pfn_to_virt(*pfn) != addr)
+    return misuse_locked(ReleaseStatus::kUnknown, "kfree", addr);
+  // Free pages stay addressable through the direct map, as all RAM is through the kernel's
+  // physmap (PhysicalMemory::check samples them there); only the kmalloc tail was poisoned.
+  unpoison(addr, (std::uint64_t{1} << it->second) * kPage);
+  phys_->free_block(it->first, it->second);
+  kmalloc_.erase(it);
+  return ReleaseStatus::kOk;
+}
+
+VmallocResult Vmalloc::kvmalloc(std::uint64_t size) {
+  if (size == 0) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
+  if (size <= (std::uint64_t{1} << kMaxOrder) * kPage) {
+    VmallocResult r = kmalloc(size);
+    if (r.ok() || size <= kPage) return r;
+  }
+  return vmalloc(size);
+}
+
+ReleaseStatus Vmalloc::kvfree(const void* addr) {
+  if (addr == nullptr) return ReleaseStatus::kNull;
+  return phys_->virt_to_pfn(addr) ? kfree(addr) : vfree(addr);
+}
+
+VmallocResult Vmalloc::vmap(const std::vector<std::uint64_t>& pfns) {
+  if (pfns.empty()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
+  // Anonymous memory cannot be made to alias given pages.
+  if (config_.backing == BackingMode::kAnon) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
+  for (std::uint64_t pfn : pfns)
+    if (pfn >= phys_->page_count()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
+  std::lock_guard lock(mutex_);
+  return new_area_locked(AreaKind::kVmap, pfns.size() * kPage, kPage, pfns);
+}
+
+FailureKind Vmalloc::alloc_pages(std::uint64_t count, std::vector<std::uint64_t>& pfns) {
+  std::lock_guard lock(mutex_);
+  const FailureKind f = phys_->alloc_pages(count, pfns, 0);
+  if (f == FailureKind::kNone) loose_pages_ += count;
+  return f;
+}
+
+void Vmalloc::free_pages(const std::vector<std::uint64_t>& pfns) {
+  std::lock_guard lock(mutex_);
+  phys_->free_pages(pfns);
+  loose_pages_ -= pfns.size();
+}
+
+void Vmalloc::purge() {
+  std::lock_guard lock(mutex_);
+  space_->purge();
+}
+
+VmallocStats Vmalloc::stats() const {
+  std::lock_guard lock(mutex_);
+  VmallocStats s;
+  s.space = space_->stats();
+  s.phys = phys_->stats();
+  for (const auto& [offset, area] : areas_) (area.kind == AreaKind::kVmalloc ? s.vmalloc_areas : s.vmap_areas) += 1;
+  s.kmalloc_blocks = kmalloc_.size();
+  s.mapped_pages = mapped_pages_;
+  s.mappings_in_use = mappings_in_use_;
+  s.map_limit = map_limit();
+  s.reservation_restore_failures = restore_failures_;
+  s.misuse_count = misuse_count_;
+  return s;
+}
+
+std::vector<std::string> Vmalloc::misuse_log() const {
+  std::lock_guard lock(mutex_);
+  return misuse_log_;
+}
+
+std::string Vmalloc::check() const {
+  if (std::string why = space_->check(); !why.empty()) return "address space: " + why;
+  if (std::string why = phys_->check(); !why.empty()) return "physical memory: " + why;
+  std::lock_guard lock(mutex_);
+  char buf[256];
+  // Every area is a live area of the address space and its pages are allocated.
+  std::set<std::uint64_t> owned;
+  std::uint64_t kmalloc_pages = 0;
+  for (const auto& [pfn, order] : kmalloc_) {
+    kmalloc_pages += std::uint64_t{1} << order;
+    for (std::uint64_t p = pfn; p < pfn + (std::uint64_t{1} << order); ++p) owned.insert(p);
+  }
+  std::uint64_t mapped = 0, mappings = 0;
+  for (const auto& [offset, area] : areas_) {
+    if (area.pfns.size() != area.pages) {
+      std::snprintf(buf, sizeof buf, "area at 0x%" PRIx64 ": %zu pfns for %" PRIu64 " pages", offset, area.pfns.size(),
+                    area.pages);
+      return buf;
+    }
+    mapped += area.pages;
+    mappings += area.mappings;
+    if (area.kind != AreaKind::kVmalloc) continue;
+    for (std::uint64_t pfn : area.pfns) {
+      if (!owned.insert(pfn).second) {
+        std::snprintf(buf, sizeof buf, "pfn %" PRIu64 " of the area at 0x%" PRIx64 " is owned twice", pfn, offset);
+        return buf;
+      }
+    }
+  }
+  const BuddyStats ps = phys_->stats();
+  const std::uint64_t allocated = phys_->page_count() - ps.free_pages;
+  if (allocated != owned.size() + loose_pages_ || owned_pages_ + kmalloc_pages != owned.size()) {
+    std::snprintf(buf, sizeof buf,
+                  "page accounting: buddy has %" PRIu64 " allocated, areas+kmalloc own %zu, loose %" PRIu64, allocated,
+                  owned.size(), loose_pages_);
+    return buf;
+  }
+  if (config_.backing != BackingMode::kNone && mapped != mapped_pages_) return "mapped page count drifted";
+  if (mappings != mappings_in_use_) return "mapping count drifted";
+  if (space_->stats().live_areas != areas_.size()) return "areas differ from the address space's live areas";
+  // Aliasing, sampled: a word written through the area is read through the direct map, and back.
+  if (config_.backing == BackingMode::kMemfd) {
+    int sampled = 0;
+    for (const auto& [offset, area] : areas_) {
+      if (sampled++ == 16) break;
+      auto* via_area = reinterpret_cast<volatile std::uint64_t*>(static_cast<char*>(space_->base()) + offset);
+      auto* via_direct = static_cast<volatile std::uint64_t*>(phys_->pfn_to_virt(area.pfns[0]));
+      if (area.size < sizeof(std::uint64_t)) continue;  // ASan: only the requested bytes are ours to touch
+      const std::uint64_t saved = *via_area;
+      *via_area = 0x766d667261670000ull ^ offset;
+      const bool ok = *via_direct == (0x766d667261670000ull ^ offset);
+      *via_area = saved;
+      if (!ok) {
+        std::snprintf(buf, sizeof buf, "memfd aliasing: the area at 0x%" PRIx64 " does not show through pfn %" PRIu64,
+                      offset, area.pfns[0]);
+        return buf;
+      }
+    }
+  }
+  return {};
+}
+
+}  // namespace vmfrag

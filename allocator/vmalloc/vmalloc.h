@@ -1,0 +1,188 @@
+// Vmalloc: vmfrag's vmalloc, kmalloc, kvmalloc and vmap on top of the address-space layer
+// (VirtualSpace) and the simulated physical memory (PhysicalMemory).
+//
+// vmalloc exists because physically contiguous memory is hard to get: its areas are virtually
+// contiguous but backed by order-0 pages taken wherever the buddy allocator has them, while kmalloc
+// hands out physically contiguous power-of-two blocks through the direct map. Here both are real:
+//
+//   backing none   address space only (VirtualSpace); pages are still accounted in the buddy
+//                  allocator, so physical failures are reported, but nothing is mapped.
+//   backing anon   each area's pages are anonymous memory made accessible at its address
+//                  (mprotect of the reservation); pages are bookkept but not aliased.
+//   backing memfd  each area's pfns are mapped MAP_SHARED|MAP_FIXED from the memfd, one mmap per
+//                  physically contiguous run: a write through the area is visible through the
+//                  direct map at its pfn, exactly as vmalloc memory is visible through the
+//                  kernel's physmap.
+//
+// Unmapping never needs a new kernel mapping, so vfree cannot fail even at vm.max_map_count:
+// a freed area's pages are dropped (MADV_DONTNEED) and its range made inaccessible (mprotect
+// PROT_NONE over whole VMAs, which never splits one). Its address range then stays lazily held as
+// in VirtualSpace; when the lazy range is purged it is turned back into plain reservation (one
+// mmap that merges with its neighbours), best effort: if that fails at the map limit the range is
+// still inaccessible and still ours, and the next area mapped there replaces it.
+//
+// Thread safety: every public function may run concurrently (one mutex here, plus the layers'
+// own). Determinism: placements and pfns depend only on the configuration and the call sequence.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "allocator/core/failure.h"
+#include "allocator/os/os.h"
+#include "allocator/phys/physical_memory.h"
+#include "allocator/vspace/virtual_space.h"
+
+namespace vmfrag {
+
+enum class BackingMode : std::uint8_t { kNone, kAnon, kMemfd };
+[[nodiscard]] const char* backing_mode_name(BackingMode mode);
+
+struct VmallocConfig {
+  VirtualSpaceConfig space;             // region, guard pages, lazy threshold, strict, os
+  std::uint64_t phys_bytes = 256ull << 20;
+  BackingMode backing = BackingMode::kMemfd;
+  // The kernel's vmalloc maps every page when it allocates, so no page fault follows; memfd mode
+  // does the same (MAP_POPULATE) and anon mode uses MADV_POPULATE_WRITE. false leaves pages to
+  // fault on first touch (the benchmarks compare both).
+  bool populate = true;
+  // An injectable cap on the mappings (kernel VMAs) this instance may create, so tests reach
+  // map-limit without exhausting the process; 0 = only the OS's own limit.
+  std::uint64_t map_cap = 0;
+};
+
+// Outcome of a release (vfree, kfree, vunmap, kvfree). Anything but kOk/kNull is misuse: nothing
+// changes, the misuse counter grows, a line naming the address is logged (strict mode aborts).
+enum class ReleaseStatus : std::uint8_t {
+  kOk,
+  kNull,           // nullptr: a no-op
+  kUnknown,        // not the start of anything this instance handed out (or already freed)
+  kWrongFunction,  // e.g. kfree of a vmalloc address, vunmap of a vmalloc area, vfree of kmalloc memory
+};
+[[nodiscard]] const char* release_status_name(ReleaseStatus s);
+
+struct VmallocResult {
+  void* addr = nullptr;
+  FailureKind failure = FailureKind::kNone;
+  int os_errno = 0;  // set with kOsError (and with kMapLimit when the OS refused)
+  [[nodiscard]] bool ok() const { return failure == FailureKind::kNone; }
+};
+
+struct VmallocStats {
+  VirtualSpaceStats space;
+  BuddyStats phys;
+  std::uint64_t vmalloc_areas = 0, vmap_areas = 0, kmalloc_blocks = 0;
+  std::uint64_t mapped_pages = 0;        // pages mapped into areas now (memfd/anon)
+  std::uint64_t mappings_in_use = 0;     // kernel VMAs this instance accounts for (see map_cap)
+  std::uint64_t map_limit = 0;           // map_cap, or vm.max_map_count when no cap
+  std::uint64_t reservation_restore_failures = 0;  // purged ranges left as inaccessible placeholders
+  std::uint64_t misuse_count = 0;
+};
+
+class Vmalloc {
+ public:
+  struct CreateResult {
+    std::unique_ptr<Vmalloc> vm;
+    int error = 0;
+    std::string message;
+  };
+  // Creates the region and the physical memory. Fails like VirtualSpace::create and
+  // PhysicalMemory::create (EINVAL for bad sizes, else the OS errno), with nothing left behind.
+  [[nodiscard]] static CreateResult create(const VmallocConfig& config);
+  ~Vmalloc();
+  Vmalloc(const Vmalloc&) = delete;
+  Vmalloc& operator=(const Vmalloc&) = delete;
+
+  // vmalloc: an area from VirtualSpace (exact lowest fit; its failure kinds), then
+  // round_up(size)/4096 order-0 pages from the buddy allocator (lowest pfns first; kNoPhysicalMemory
+  // when too few are free), then the mapping (kMapLimit when the OS or map_cap refuses another
+  // mapping, kOsError with errno for anything else). A failed call leaves no trace: pages and the
+  // address range are given back at once (not lazily). Contents are unspecified (vzalloc zeroes).
+  [[nodiscard]] VmallocResult vmalloc(std::uint64_t size, std::uint64_t align = kVirtualPageSize);
+  [[nodiscard]] VmallocResult vzalloc(std::uint64_t size);
+  ReleaseStatus vfree(const void* addr);
+
+  // The pfn behind the page of a vmalloc/vmap area containing addr (any byte of the area's pages),
+  // or nullopt. O(log n).
+  [[nodiscard]] std::optional<std::uint64_t> vmalloc_to_pfn(const void* addr) const;
+
+  // kmalloc: a physically contiguous block of 2^order pages, order = ceil(log2(pages)), returned
+  // through the direct map. kInvalidArgument for size 0 or above 4 MiB (order 10, the buddy's
+  // largest); kNoPhysicalMemory when fewer than 2^order pages are free; kPhysicalFragmentation when
+  // enough are free but no block of the order exists.
+  [[nodiscard]] VmallocResult kmalloc(std::uint64_t size);
+  ReleaseStatus kfree(const void* addr);
+
+  // kvmalloc as mm/util.c kvmalloc_node(): try kmalloc first; if it fails and size > one page, fall
+  // back to vmalloc (a failing small request is not retried: the kernel deems them cheap enough to
+  // succeed physically). Sizes above kmalloc's maximum go straight to vmalloc.
+  [[nodiscard]] VmallocResult kvmalloc(std::uint64_t size);
+  ReleaseStatus kvfree(const void* addr);  // kfree or vfree, whichever owns addr
+
+  // vmap: maps n caller-owned pfns (from alloc_pages) contiguously at a new area. The pages stay
+  // the caller's; vunmap releases only the area. backing anon cannot alias pages: kInvalidArgument.
+  [[nodiscard]] VmallocResult vmap(const std::vector<std::uint64_t>& pfns);
+  ReleaseStatus vunmap(const void* addr);
+  // Pages for vmap (order 0, lowest first). kNoPhysicalMemory when too few are free.
+  [[nodiscard]] FailureKind alloc_pages(std::uint64_t count, std::vector<std::uint64_t>& pfns);
+  void free_pages(const std::vector<std::uint64_t>& pfns);
+
+  void purge();  // VirtualSpace::purge, then the purged ranges become plain reservation again
+
+  [[nodiscard]] VmallocStats stats() const;
+  // VirtualSpace::check and PhysicalMemory::check, then: every area's pfns are allocated, owned by
+  // exactly that area and disjoint from kmalloc blocks; pages accounted = buddy allocated pages;
+  // in memfd mode a sampled word written through each of up to 16 areas reads back through the
+  // direct map at its pfn (and is restored). "" or the first broken invariant.
+  [[nodiscard]] std::string check() const;
+  [[nodiscard]] std::vector<std::string> misuse_log() const;
+
+  [[nodiscard]] VirtualSpace& space() { return *space_; }
+  [[nodiscard]] PhysicalMemory& phys() { return *phys_; }
+  [[nodiscard]] BackingMode backing() const { return config_.backing; }
+
+ private:
+  enum class AreaKind : std::uint8_t { kVmalloc, kVmap };
+  struct Area {
+    AreaKind kind;
+    std::uint64_t size;                // requested bytes
+    std::uint64_t pages;               // mapped pages (round_up(size)/page)
+    std::vector<std::uint64_t> pfns;   // one per page
+    std::uint64_t mappings;            // VMAs accounted to it
+  };
+
+  Vmalloc(const VmallocConfig& config, std::unique_ptr<VirtualSpace> space, std::unique_ptr<PhysicalMemory> phys);
+  VmallocResult new_area_locked(AreaKind kind, std::uint64_t size, std::uint64_t align, std::vector<std::uint64_t> pfns);
+  [[nodiscard]] int map_pages_locked(char* addr, const std::vector<std::uint64_t>& pfns, std::uint64_t* mappings);
+  void unmap_pages_locked(char* addr, std::uint64_t pages);
+  static void on_purge(void* self, std::uint64_t offset, std::uint64_t bytes);
+  void restore_reservation(void* addr, std::uint64_t bytes);
+  ReleaseStatus release_area(const void* addr, AreaKind kind, const char* fn);
+  ReleaseStatus misuse_locked(ReleaseStatus status, const char* fn, const void* addr);
+  [[nodiscard]] std::uint64_t map_limit() const;
+
+  const VmallocConfig config_;
+  OsInterface& os_;
+  std::unique_ptr<VirtualSpace> space_;
+  std::unique_ptr<PhysicalMemory> phys_;
+
+  mutable std::mutex mutex_;
+  std::map<std::uint64_t, Area> areas_;        // area offset -> area
+  std::map<std::uint64_t, unsigned> kmalloc_;  // first pfn -> order
+  std::uint64_t owned_pages_ = 0;     // pages owned by vmalloc areas
+  std::uint64_t loose_pages_ = 0;     // pages handed out by alloc_pages (the vmap callers')
+  std::uint64_t mapped_pages_ = 0;
+  std::uint64_t mappings_in_use_ = 0;
+  std::atomic<std::uint64_t> restore_failures_{0};  // written by the purge observer
+  std::uint64_t misuse_count_ = 0;
+  std::vector<std::string> misuse_log_;
+  std::uint64_t os_map_limit_ = 0;  // vm.max_map_count, 0 if unreadable
+};
+
+}  // namespace vmfrag
