@@ -73,6 +73,12 @@ class OsInterface {
 
   // vm.max_map_count from /proc/sys/vm/max_map_count.
   [[nodiscard]] virtual int max_map_count(std::uint64_t* out) = 0;
+
+  // MADV_HUGEPAGE: asks for transparent huge pages in the range (THP "madvise" mode).
+  [[nodiscard]] virtual int advise_hugepage(void* addr, std::size_t bytes) = 0;
+
+  // Sum of AnonHugePages over the VMAs of /proc/self/smaps that lie inside [addr, addr+bytes).
+  [[nodiscard]] virtual int anon_huge_bytes(void* addr, std::size_t bytes, std::uint64_t* out) = 0;
 };
 
 // Forwards every call to another OsInterface: tests and fault injection derive from it and
@@ -98,6 +104,10 @@ class ForwardingOs : public OsInterface {
     return inner_.reserve_fixed(addr, bytes, replace);
   }
   int max_map_count(std::uint64_t* out) override { return inner_.max_map_count(out); }
+  int advise_hugepage(void* addr, std::size_t bytes) override { return inner_.advise_hugepage(addr, bytes); }
+  int anon_huge_bytes(void* addr, std::size_t bytes, std::uint64_t* out) override {
+    return inner_.anon_huge_bytes(addr, bytes, out);
+  }
 
  private:
   OsInterface& inner_;

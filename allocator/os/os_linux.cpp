@@ -121,6 +121,32 @@ class LinuxOs final : public OsInterface {
     *out = v;
     return 0;
   }
+
+  int advise_hugepage(void* addr, std::size_t bytes) override {
+    return madvise(addr, bytes, MADV_HUGEPAGE) == 0 ? 0 : errno;
+  }
+
+  // smaps lists each VMA as "start-end perms ..." followed by "Key: value kB" lines.
+  int anon_huge_bytes(void* addr, std::size_t bytes, std::uint64_t* out) override {
+    std::FILE* f = std::fopen("/proc/self/smaps", "re");
+    if (f == nullptr) return errno;
+    const auto lo = reinterpret_cast<std::uintptr_t>(addr), hi = lo + bytes;
+    bool inside = false;
+    std::uint64_t total = 0;
+    char line[512];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned long start = 0, end = 0;
+      unsigned long long kb = 0;
+      if (std::sscanf(line, "%lx-%lx ", &start, &end) == 2) {
+        inside = start >= lo && end <= hi;
+      } else if (inside && std::sscanf(line, "AnonHugePages: %llu kB", &kb) == 1) {
+        total += kb * 1024;
+      }
+    }
+    std::fclose(f);
+    *out = total;
+    return 0;
+  }
 };
 
 }  // namespace

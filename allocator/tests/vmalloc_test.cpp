@@ -298,6 +298,74 @@ TEST(VmallocDeathTest, AsanCatchesAOneByteOverflowPastTheRequestedSize) {
 }
 #endif
 
+TEST(Vmalloc, BackingNoneIsAddressSpaceOnly) {
+  auto vm = make(BackingMode::kNone, 64ull << 20, 64 << 10);  // 16 pages of physical memory
+  auto a = vm->vmalloc(1ull << 20);                           // 256 pages: no pages are taken
+  ASSERT_TRUE(a.ok()) << failure_name(a.failure);
+  EXPECT_EQ(vm->stats().phys.free_pages, 16u);
+  EXPECT_FALSE(vm->vmalloc_to_pfn(a.addr).has_value());
+  EXPECT_EQ(vm->kmalloc(32 * P).failure, FailureKind::kNoPhysicalMemory);  // kmalloc still is physical
+  EXPECT_EQ(vm->check(), "");
+}
+
+TEST(Vmalloc, HugeAreasAreMadeOfWhole2MiBBlocks) {
+  auto vm = make(BackingMode::kMemfd, 256ull << 20, 16ull << 20);
+  auto small = vm->vmalloc(P);  // so the huge area cannot start at offset 0 by accident
+  auto h = vm->vmalloc_huge((4ull << 20) - 100);
+  ASSERT_TRUE(h.ok()) << failure_name(h.failure);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(h.addr) % kHugeBytes, 0u);
+  for (std::uint64_t page = 0; page < 1024; ++page) {
+    const std::uint64_t pfn = *vm->vmalloc_to_pfn(static_cast<char*>(h.addr) + page * P);
+    if (page % 512 == 0) {
+      EXPECT_EQ(pfn % 512, 0u) << page;  // each 2 MiB starts a naturally aligned block
+    } else {
+      EXPECT_EQ(pfn, *vm->vmalloc_to_pfn(static_cast<char*>(h.addr) + (page - 1) * P) + 1);
+    }
+  }
+  EXPECT_EQ(vm->stats().huge_areas, 1u);
+  std::memset(h.addr, 1, (4ull << 20) - 100);
+  EXPECT_EQ(vm->check(), "");
+  EXPECT_EQ(vm->vfree(h.addr), ReleaseStatus::kOk);
+  EXPECT_EQ(vm->stats().huge_areas, 0u);
+  EXPECT_EQ(vm->vfree(small.addr), ReleaseStatus::kOk);
+}
+
+// With no free 2 MiB block (every other page held by kmalloc), vmalloc_huge falls back to pages.
+TEST(Vmalloc, HugeFallsBackToPagesOnPhysicalFragmentation) {
+  auto vm = make(BackingMode::kMemfd, 256ull << 20, 8ull << 20);  // 2048 pages
+  std::vector<void*> blocks;
+  for (int i = 0; i < 2048; ++i) blocks.push_back(vm->kmalloc(P).addr);
+  for (int i = 0; i < 2048; i += 2) ASSERT_EQ(vm->kfree(blocks[i]), ReleaseStatus::kOk);
+  auto h = vm->vmalloc_huge(2ull << 20);
+  ASSERT_TRUE(h.ok()) << failure_name(h.failure);
+  EXPECT_EQ(vm->stats().huge_areas, 0u);
+  EXPECT_EQ(vm->stats().huge_fallbacks, 1u);
+  EXPECT_EQ(runs_of(*vm, static_cast<char*>(h.addr), 512), 512);  // every page its own run
+  EXPECT_EQ(vm->check(), "");
+}
+
+TEST(Vmalloc, AnonHugeAreasGetTransparentHugePages) {
+  std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  char mode[128] = {};
+  if (f != nullptr) {
+    if (std::fgets(mode, sizeof mode, f) == nullptr) mode[0] = 0;
+    std::fclose(f);
+  }
+  if (std::strstr(mode, "[never]") != nullptr || mode[0] == 0) GTEST_SKIP() << "THP is off here: " << mode;
+  auto vm = make(BackingMode::kAnon, 256ull << 20, 64ull << 20);
+  auto h = vm->vmalloc_huge(8ull << 20);
+  ASSERT_TRUE(h.ok());
+  std::memset(h.addr, 1, 8ull << 20);
+  const std::uint64_t backed = vm->huge_backed_bytes(h.addr);
+  EXPECT_LE(backed, 8ull << 20);
+  EXPECT_GT(backed, 0u) << "THP mode '" << mode << "' granted no huge page to an 8 MiB MADV_HUGEPAGE area";
+  auto small = vm->vmalloc(8ull << 20);  // no MADV_HUGEPAGE: THP in madvise mode gives none
+  std::memset(small.addr, 1, 8ull << 20);
+  if (std::strstr(mode, "[madvise]") != nullptr) {
+    EXPECT_EQ(vm->huge_backed_bytes(small.addr), 0u);
+  }
+}
+
 std::vector<std::uint64_t> seeds_to_run(std::uint64_t first, int count) {
   if (const char* s = std::getenv("VMFRAG_SEED")) return {std::strtoull(s, nullptr, 10)};
   std::vector<std::uint64_t> v;

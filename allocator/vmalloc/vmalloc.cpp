@@ -117,12 +117,12 @@ std::uint64_t Vmalloc::map_limit() const { return config_.map_cap != 0 ? config_
 
 VmallocResult Vmalloc::vmalloc(std::uint64_t size, std::uint64_t align) {
   std::lock_guard lock(mutex_);
-  return new_area_locked(AreaKind::kVmalloc, size, align, {});
+  return new_area_locked(AreaKind::kVmalloc, size, align, {}, size);
 }
 
 VmallocResult Vmalloc::vzalloc(std::uint64_t size) {
   std::lock_guard lock(mutex_);
-  VmallocResult r = new_area_locked(AreaKind::kVmalloc, size, kPage, {});
+  VmallocResult r = new_area_locked(AreaKind::kVmalloc, size, kPage, {}, size);
   // anon pages are zero-filled by the kernel; memfd pages come back from the buddy allocator with
   // whatever their last owner wrote; backing none has no bytes.
   if (r.ok() && config_.backing == BackingMode::kMemfd) std::memset(r.addr, 0, size);
@@ -139,7 +139,7 @@ VmallocResult Vmalloc::vzalloc(std::uint64_t size) {
  * `pfns` empty: vmalloc, the area owns fresh order-0 pages. Otherwise vmap of caller-owned pages.
  */
 VmallocResult Vmalloc::new_area_locked(AreaKind kind, std::uint64_t size, std::uint64_t align,
-                                       std::vector<std::uint64_t> pfns) {
+                                       std::vector<std::uint64_t> pfns, std::uint64_t requested) {
   // Metadata comes from the ordinary heap, which can run dry exactly when the process reaches its
   // mapping limit (malloc needs mappings too). Every step below either completes or throws before
   // changing anything, and each throw undoes the steps before it.
@@ -151,12 +151,16 @@ VmallocResult Vmalloc::new_area_locked(AreaKind kind, std::uint64_t size, std::u
   }
   if (!va.ok()) return VmallocResult{nullptr, va.failure, 0};
   const std::uint64_t pages = (size + kPage - 1) / kPage;
-  const bool owns_pages = kind == AreaKind::kVmalloc;
+  // Backing none is the address space alone: vmalloc areas take no pages (vmap's are the caller's).
+  const bool owns_pages = kind != AreaKind::kVmap && config_.backing != BackingMode::kNone;
+  // Huge areas take whole 2 MiB blocks (order 9) or fail, as vm_area_alloc_pages with
+  // page_order = PMD_SHIFT - PAGE_SHIFT; the caller falls back to order-0 pages.
+  const unsigned order = kind == AreaKind::kHuge ? kHugeOrder : 0;
   std::map<std::uint64_t, Area>::iterator it;
   try {
     if (owns_pages) {
       pfns.reserve(pages);
-      const FailureKind f = phys_->alloc_pages(pages, pfns, /*max_order=*/0);
+      const FailureKind f = phys_->alloc_pages(pages, pfns, order, order);
       if (f != FailureKind::kNone) {
         (void)space_->release_unused(va.offset);
         return VmallocResult{nullptr, f, 0};
@@ -170,7 +174,7 @@ VmallocResult Vmalloc::new_area_locked(AreaKind kind, std::uint64_t size, std::u
   }
   char* const addr = static_cast<char*>(va.addr);
   std::uint64_t mappings = 0;
-  if (const int err = map_pages_locked(addr, pfns, &mappings); err != 0) {
+  if (const int err = map_pages_locked(addr, pages, pfns, kind == AreaKind::kHuge, &mappings); err != 0) {
     areas_.erase(it);
     if (owns_pages) phys_->free_pages(pfns);
     (void)space_->release_unused(va.offset);
@@ -181,7 +185,7 @@ VmallocResult Vmalloc::new_area_locked(AreaKind kind, std::uint64_t size, std::u
     mapped_pages_ += pages;
     // Tail and guard poisoned, the requested bytes accessible.
     poison(addr, pages * kPage + std::uint64_t{config_.space.guard_pages} * kPage);
-    unpoison(addr, size);
+    unpoison(addr, requested);
     for (std::uint64_t pfn : pfns) unpoison(phys_->pfn_to_virt(pfn), kPage);
   }
   if (owns_pages) owned_pages_ += pages;
@@ -197,7 +201,8 @@ VmallocResult Vmalloc::new_area_locked(AreaKind kind, std::uint64_t size, std::u
  * map_cap; the OS's own limit is met when mmap or mprotect fails with ENOMEM.
  * On failure everything this call mapped is unmapped again and the error returned.
  */
-int Vmalloc::map_pages_locked(char* addr, const std::vector<std::uint64_t>& pfns, std::uint64_t* mappings) {
+int Vmalloc::map_pages_locked(char* addr, std::uint64_t pages, const std::vector<std::uint64_t>& pfns, bool huge,
+                              std::uint64_t* mappings) {
   if (config_.backing == BackingMode::kNone) return 0;
   std::uint64_t runs = 0;
   for (std::size_t i = 0; i < pfns.size(); ++i)
@@ -206,9 +211,12 @@ int Vmalloc::map_pages_locked(char* addr, const std::vector<std::uint64_t>& pfns
   const std::uint64_t need = runs + 1;
   if (config_.map_cap != 0 && mappings_in_use_ + need > config_.map_cap) return ENOMEM;
 
-  const std::uint64_t bytes = pfns.size() * kPage;
+  const std::uint64_t bytes = pages * kPage;
   if (config_.backing == BackingMode::kAnon) {
     if (const int err = os_.protect(addr, bytes, OsInterface::Protection::kReadWrite); err != 0) return err;
+    // Huge areas ask for transparent huge pages before any page is faulted in; whether the kernel
+    // grants them is read back from /proc/self/smaps (huge_backed_bytes). A refusal is no failure.
+    if (huge) (void)os_.advise_hugepage(addr, bytes);
     if (config_.populate) {
       if (const int err = os_.populate_write(addr, bytes); err != 0) {
         unmap_pages_locked(addr, pfns.size());
@@ -281,10 +289,11 @@ void Vmalloc::restore_reservation(void* addr, std::uint64_t bytes) {
             "longer ours", addr, mapped, err);
 }
 
-ReleaseStatus Vmalloc::vfree(const void* addr) { return release_area(addr, AreaKind::kVmalloc, "vfree"); }
-ReleaseStatus Vmalloc::vunmap(const void* addr) { return release_area(addr, AreaKind::kVmap, "vunmap"); }
+ReleaseStatus Vmalloc::vfree(const void* addr) { return release_area(addr, /*vunmap=*/false, "vfree"); }
+ReleaseStatus Vmalloc::vunmap(const void* addr) { return release_area(addr, /*vunmap=*/true, "vunmap"); }
 
-ReleaseStatus Vmalloc::release_area(const void* addr, AreaKind kind, const char* fn) {
+// vfree releases vmalloc and vmalloc_huge areas, vunmap releases vmap areas; each refuses the other's.
+ReleaseStatus Vmalloc::release_area(const void* addr, bool vunmap_call, const char* fn) {
   if (addr == nullptr) return ReleaseStatus::kNull;
   std::lock_guard lock(mutex_);
   if (phys_->virt_to_pfn(addr)) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
@@ -293,7 +302,7 @@ ReleaseStatus Vmalloc::release_area(const void* addr, AreaKind kind, const char*
   if (a < base || a - base >= space_->region_bytes()) return misuse_locked(ReleaseStatus::kUnknown, fn, addr);
   auto it = areas_.find(a - base);
   if (it == areas_.end()) return misuse_locked(ReleaseStatus::kUnknown, fn, addr);
-  if (it->second.kind != kind) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
+  if ((it->second.kind == AreaKind::kVmap) != vunmap_call) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
   Area& area = it->second;
   char* p = static_cast<char*>(const_cast<void*>(addr));
   unmap_pages_locked(p, area.pages);
@@ -302,10 +311,11 @@ ReleaseStatus Vmalloc::release_area(const void* addr, AreaKind kind, const char*
     mapped_pages_ -= area.pages;
   }
   mappings_in_use_ -= area.mappings;
-  if (kind == AreaKind::kVmalloc) {
+  if (area.kind != AreaKind::kVmap && config_.backing != BackingMode::kNone) {
     phys_->free_pages(area.pfns);
     owned_pages_ -= area.pages;
   }
+  if (area.kind == AreaKind::kHuge) --huge_areas_;
   areas_.erase(it);
   VMF_CHECK(space_->vfree(addr) == FreeStatus::kOk, "%s: the address space lost area %p", fn, addr);
   return ReleaseStatus::kOk;
@@ -330,8 +340,40 @@ std::optional<std::uint64_t> Vmalloc::vmalloc_to_pfn(const void* addr) const {
   if (it == areas_.begin()) return std::nullopt;
   --it;
   const std::uint64_t page = (a - base - it->first) / kPage;
-  if (page >= it->second.pages) return std::nullopt;
+  if (page >= it->second.pfns.size()) return std::nullopt;  // none mode: no pages behind vmalloc
   return it->second.pfns[page];
+}
+
+/*
+ * vmalloc_huge, as __vmalloc_node_range() with VM_ALLOW_HUGE_VMAP: a request of at least 2 MiB is
+ * first tried as a 2 MiB-aligned area of whole 2 MiB blocks (size rounded up to 2 MiB, order-9
+ * pages). If anything fails — no such range, no order-9 blocks (physical fragmentation), the
+ * mapping — it is retried with 4 KiB pages at page alignment, as the kernel's `fail:` path does.
+ */
+VmallocResult Vmalloc::vmalloc_huge(std::uint64_t size) {
+  std::lock_guard lock(mutex_);
+  if (size == 0) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
+  if (size >= kHugeBytes && size <= ~std::uint64_t{0} - kHugeBytes) {
+    const std::uint64_t huge_size = (size + kHugeBytes - 1) & ~(kHugeBytes - 1);
+    VmallocResult r = new_area_locked(AreaKind::kHuge, huge_size, kHugeBytes, {}, size);
+    if (r.ok()) {
+      ++huge_areas_;
+      return r;
+    }
+    ++huge_fallbacks_;
+  }
+  return new_area_locked(AreaKind::kVmalloc, size, kPage, {}, size);
+}
+
+std::uint64_t Vmalloc::huge_backed_bytes(const void* addr) const {
+  std::lock_guard lock(mutex_);
+  if (config_.backing != BackingMode::kAnon) return 0;  // shmem THP is off for memfd; none has no pages
+  const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
+  auto it = areas_.find(reinterpret_cast<std::uintptr_t>(addr) - base);
+  if (it == areas_.end()) return 0;
+  std::uint64_t bytes = 0;
+  if (os_.anon_huge_bytes(const_cast<void*>(addr), it->second.pages * kPage, &bytes) != 0) return 0;
+  return bytes;
 }
 
 VmallocResult Vmalloc::kmalloc(std::uint64_t size) {
@@ -390,7 +432,7 @@ VmallocResult Vmalloc::vmap(const std::vector<std::uint64_t>& pfns) {
   for (std::uint64_t pfn : pfns)
     if (pfn >= phys_->page_count()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
   std::lock_guard lock(mutex_);
-  return new_area_locked(AreaKind::kVmap, pfns.size() * kPage, kPage, pfns);
+  return new_area_locked(AreaKind::kVmap, pfns.size() * kPage, kPage, pfns, pfns.size() * kPage);
 }
 
 FailureKind Vmalloc::alloc_pages(std::uint64_t count, std::vector<std::uint64_t>& pfns) {
@@ -416,7 +458,9 @@ VmallocStats Vmalloc::stats() const {
   VmallocStats s;
   s.space = space_->stats();
   s.phys = phys_->stats();
-  for (const auto& [offset, area] : areas_) (area.kind == AreaKind::kVmalloc ? s.vmalloc_areas : s.vmap_areas) += 1;
+  for (const auto& [offset, area] : areas_) (area.kind == AreaKind::kVmap ? s.vmap_areas : s.vmalloc_areas) += 1;
+  s.huge_areas = huge_areas_;
+  s.huge_fallbacks = huge_fallbacks_;
   s.kmalloc_blocks = kmalloc_.size();
   s.mapped_pages = mapped_pages_;
   s.mappings_in_use = mappings_in_use_;
@@ -445,14 +489,15 @@ std::string Vmalloc::check() const {
   }
   std::uint64_t mapped = 0, mappings = 0;
   for (const auto& [offset, area] : areas_) {
-    if (area.pfns.size() != area.pages) {
+    const bool has_pages = area.kind == AreaKind::kVmap || config_.backing != BackingMode::kNone;
+    if (area.pfns.size() != (has_pages ? area.pages : 0)) {
       std::snprintf(buf, sizeof buf, "area at 0x%" PRIx64 ": %zu pfns for %" PRIu64 " pages", offset, area.pfns.size(),
                     area.pages);
       return buf;
     }
     mapped += area.pages;
     mappings += area.mappings;
-    if (area.kind != AreaKind::kVmalloc) continue;
+    if (area.kind == AreaKind::kVmap) continue;
     for (std::uint64_t pfn : area.pfns) {
       if (!owned.insert(pfn).second) {
         std::snprintf(buf, sizeof buf, "pfn %" PRIu64 " of the area at 0x%" PRIx64 " is owned twice", pfn, offset);
@@ -478,7 +523,7 @@ std::string Vmalloc::check() const {
       if (sampled++ == 16) break;
       auto* via_area = reinterpret_cast<volatile std::uint64_t*>(static_cast<char*>(space_->base()) + offset);
       auto* via_direct = static_cast<volatile std::uint64_t*>(phys_->pfn_to_virt(area.pfns[0]));
-      if (area.size < sizeof(std::uint64_t)) continue;  // ASan: only the requested bytes are ours to touch
+      if (area.size < sizeof(std::uint64_t) || area.pfns.empty()) continue;  // ASan: only requested bytes
       const std::uint64_t saved = *via_area;
       *via_area = 0x766d667261670000ull ^ offset;
       const bool ok = *via_direct == (0x766d667261670000ull ^ offset);

@@ -42,6 +42,9 @@
 namespace vmfrag {
 
 enum class BackingMode : std::uint8_t { kNone, kAnon, kMemfd };
+
+inline constexpr std::uint64_t kHugeBytes = 2ull << 20;  // PMD_SIZE on x86-64
+inline constexpr unsigned kHugeOrder = 9;                // 2 MiB / 4 KiB = 2^9 pages
 [[nodiscard]] const char* backing_mode_name(BackingMode mode);
 
 struct VmallocConfig {
@@ -83,6 +86,8 @@ struct VmallocStats {
   std::uint64_t map_limit = 0;           // map_cap, or vm.max_map_count when no cap
   std::uint64_t reservation_restore_failures = 0;  // purged ranges left as inaccessible placeholders
   std::uint64_t misuse_count = 0;
+  std::uint64_t huge_areas = 0;       // live vmalloc_huge areas granted whole 2 MiB blocks
+  std::uint64_t huge_fallbacks = 0;   // vmalloc_huge calls that fell back to 4 KiB pages
 };
 
 class Vmalloc {
@@ -125,6 +130,15 @@ class Vmalloc {
   [[nodiscard]] VmallocResult kvmalloc(std::uint64_t size);
   ReleaseStatus kvfree(const void* addr);  // kfree or vfree, whichever owns addr
 
+  // vmalloc_huge: for size >= 2 MiB, a 2 MiB-aligned area of whole 2 MiB physical blocks (size
+  // rounded up to 2 MiB); in anon mode with MADV_HUGEPAGE so the MMU really uses 2 MiB pages where
+  // THP grants them (huge_backed_bytes tells). When that fails in any way (physical fragmentation
+  // included) it falls back to a page-granular vmalloc, like the kernel. Freed with vfree.
+  [[nodiscard]] VmallocResult vmalloc_huge(std::uint64_t size);
+  // Bytes of the area at addr backed by transparent huge pages now (AnonHugePages in
+  // /proc/self/smaps); 0 outside anon mode or for an unknown address. Cost: reads smaps.
+  [[nodiscard]] std::uint64_t huge_backed_bytes(const void* addr) const;
+
   // vmap: maps n caller-owned pfns (from alloc_pages) contiguously at a new area. The pages stay
   // the caller's; vunmap releases only the area. backing anon cannot alias pages: kInvalidArgument.
   [[nodiscard]] VmallocResult vmap(const std::vector<std::uint64_t>& pfns);
@@ -148,7 +162,7 @@ class Vmalloc {
   [[nodiscard]] BackingMode backing() const { return config_.backing; }
 
  private:
-  enum class AreaKind : std::uint8_t { kVmalloc, kVmap };
+  enum class AreaKind : std::uint8_t { kVmalloc, kVmap, kHuge };  // kHuge: made of order-9 blocks
   struct Area {
     AreaKind kind;
     std::uint64_t size;                // requested bytes
@@ -158,12 +172,14 @@ class Vmalloc {
   };
 
   Vmalloc(const VmallocConfig& config, std::unique_ptr<VirtualSpace> space, std::unique_ptr<PhysicalMemory> phys);
-  VmallocResult new_area_locked(AreaKind kind, std::uint64_t size, std::uint64_t align, std::vector<std::uint64_t> pfns);
-  [[nodiscard]] int map_pages_locked(char* addr, const std::vector<std::uint64_t>& pfns, std::uint64_t* mappings);
+  VmallocResult new_area_locked(AreaKind kind, std::uint64_t size, std::uint64_t align, std::vector<std::uint64_t> pfns,
+                                std::uint64_t requested);
+  [[nodiscard]] int map_pages_locked(char* addr, std::uint64_t pages, const std::vector<std::uint64_t>& pfns, bool huge,
+                                     std::uint64_t* mappings);
   void unmap_pages_locked(char* addr, std::uint64_t pages);
   static void on_purge(void* self, std::uint64_t offset, std::uint64_t bytes);
   void restore_reservation(void* addr, std::uint64_t bytes);
-  ReleaseStatus release_area(const void* addr, AreaKind kind, const char* fn);
+  ReleaseStatus release_area(const void* addr, bool vunmap_call, const char* fn);
   ReleaseStatus misuse_locked(ReleaseStatus status, const char* fn, const void* addr);
   [[nodiscard]] std::uint64_t map_limit() const;
 
@@ -183,6 +199,8 @@ class Vmalloc {
   std::uint64_t misuse_count_ = 0;
   std::vector<std::string> misuse_log_;
   std::uint64_t os_map_limit_ = 0;  // vm.max_map_count, 0 if unreadable
+  std::uint64_t huge_areas_ = 0;     // live areas made of 2 MiB blocks
+  std::uint64_t huge_fallbacks_ = 0; // vmalloc_huge calls that fell back to 4 KiB pages
 };
 
 }  // namespace vmfrag
