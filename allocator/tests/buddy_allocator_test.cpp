@@ -7,6 +7,7 @@
 // re-derives the free blocks from a plain page bitmap and implements the same policy on its own
 // (smallest order first, lowest pfn within the order), with validate() after every operation.
 // Randomised tests print their seed; VMFRAG_SEED=N replays one.
+#include "allocator/tests/test_seeds.h"
 #include "allocator/phys/buddy_allocator.h"
 
 #include <gtest/gtest.h>
@@ -447,19 +448,12 @@ class BruteForceBuddy {
   std::vector<bool> free_;
 };
 
-std::vector<std::uint64_t> seeds_to_run(std::uint64_t first, int count) {
-  if (const char* s = std::getenv("VMFRAG_SEED")) return {std::strtoull(s, nullptr, 10)};
-  std::vector<std::uint64_t> v;
-  for (int i = 0; i < count; ++i) v.push_back(first + i);
-  return v;
-}
-
 // 20 seeds x 2000 ops over page counts from 1 to 2600 (order-10 blocks included): every pfn and
 // every failure equals the model's, the free blocks per order and free pages match, validate()
 // holds after every op. The bulk path is checked against the model running the header's rule.
 TEST(BuddyAllocator, RandomOpsAgreeWithBruteForce) {
   for (std::uint64_t seed : seeds_to_run(1, 20)) {
-    SCOPED_TRACE("seed " + std::to_string(seed) + " (replay with VMFRAG_SEED=" + std::to_string(seed) + ")");
+    SCOPED_TRACE(seed_note(seed));
     std::printf("[ seed ] BuddyAllocator.RandomOpsAgreeWithBruteForce seed %llu\n",
                 static_cast<unsigned long long>(seed));
     std::mt19937_64 rng(seed);

@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "allocator/tests/test_seeds.h"
 #include "allocator/vspace/virtual_space.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -346,18 +347,11 @@ class BruteForce {
   std::uint64_t lazy_threshold_, lazy_pages_ = 0;
 };
 
-std::vector<std::uint64_t> seeds_to_run(std::uint64_t first, int count) {
-  if (const char* s = std::getenv("VMFRAG_SEED")) return {std::strtoull(s, nullptr, 10)};
-  std::vector<std::uint64_t> v;
-  for (int i = 0; i < count; ++i) v.push_back(first + i);
-  return v;
-}
-
 // 1e5 random ops in all (20 seeds x 5000), mixed sizes, alignments and lazy thresholds: every
 // placement and failure kind equals the brute force's, and check() holds after every op.
 TEST(VirtualSpace, RandomOpsAgreeWithBruteForce) {
   for (std::uint64_t seed : seeds_to_run(1, 20)) {
-    SCOPED_TRACE("seed " + std::to_string(seed) + " (replay with VMFRAG_SEED=" + std::to_string(seed) + ")");
+    SCOPED_TRACE(seed_note(seed));
     std::mt19937_64 rng(seed);
     const std::uint64_t pages = 256;
     const std::uint32_t guard = static_cast<std::uint32_t>(rng() % 2);

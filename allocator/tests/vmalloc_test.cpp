@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 
+#include "allocator/tests/test_seeds.h"
 #include "allocator/vmalloc/vmalloc.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -366,21 +367,13 @@ TEST(Vmalloc, AnonHugeAreasGetTransparentHugePages) {
   }
 }
 
-std::vector<std::uint64_t> seeds_to_run(std::uint64_t first, int count) {
-  if (const char* s = std::getenv("VMFRAG_SEED")) return {std::strtoull(s, nullptr, 10)};
-  std::vector<std::uint64_t> v;
-  for (int i = 0; i < count; ++i) v.push_back(first + i);
-  return v;
-}
-
 // 1e5 random mixed ops (vmalloc, vzalloc, kmalloc, kvmalloc, vmap, frees, purges) in each
 // backing; check() every 500 ops and at the end; every area's first byte carries its own tag,
 // so any two areas sharing a page would be caught at its free.
 TEST(Vmalloc, RandomMixedOpsKeepEveryInvariant) {
   for (BackingMode mode : {BackingMode::kNone, BackingMode::kAnon, BackingMode::kMemfd}) {
     for (std::uint64_t seed : seeds_to_run(1, 2)) {
-      SCOPED_TRACE(std::string(backing_mode_name(mode)) + " seed " + std::to_string(seed) +
-                   " (replay with VMFRAG_SEED=" + std::to_string(seed) + ")");
+      SCOPED_TRACE(std::string(backing_mode_name(mode)) + " " + seed_note(seed));
       std::mt19937_64 rng(seed);
       auto vm = make(mode, 32ull << 20, 4ull << 20, rng() % 2 ? 0 : 64);
       struct Live {

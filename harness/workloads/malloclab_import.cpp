@@ -1,4 +1,5 @@
 // CS:APP malloc-lab trace import; the format and scaling rule are documented in the header.
+#include "harness/trace/text_fields.h"
 #include "harness/workloads/malloclab_import.h"
 
 #include <charconv>
@@ -10,18 +11,6 @@
 
 namespace vmfrag {
 namespace {
-
-std::vector<std::string_view> words_of(std::string_view line) {
-  std::vector<std::string_view> words;
-  std::size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
-    const std::size_t begin = i;
-    while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '\r') ++i;
-    if (i > begin) words.push_back(line.substr(begin, i - begin));
-  }
-  return words;
-}
 
 bool to_u64(std::string_view text, std::uint64_t& out) {
   const auto* end = text.data() + text.size();
@@ -46,7 +35,7 @@ TraceHeader import_malloclab(std::istream& in, const std::string& file, OpSink& 
   for (int h = 0; h < 4;) {
     if (!std::getline(in, text)) throw InputError(file, line, std::string("missing header line: ") + kHeaderNames[h]);
     ++line;
-    const auto w = words_of(text);
+    const auto w = split_fields(text);
     if (w.empty()) continue;
     if (w.size() != 1 || !to_u64(w[0], header_values[h]))
       throw InputError(file, line, std::string("expected one non-negative integer (") + kHeaderNames[h] + ")");
@@ -68,7 +57,7 @@ TraceHeader import_malloclab(std::istream& in, const std::string& file, OpSink& 
   std::uint64_t ops_seen = 0;
   while (std::getline(in, text)) {
     ++line;
-    const auto w = words_of(text);
+    const auto w = split_fields(text);
     if (w.empty()) continue;
     const auto fail = [&](const std::string& message) { return InputError(file, line, message); };
     if (++ops_seen > num_ops) throw fail("more ops than the header's " + std::to_string(num_ops));

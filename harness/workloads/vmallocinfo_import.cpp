@@ -1,4 +1,5 @@
 // /proc/vmallocinfo parsing, profiles, snapshot replay, and the vmallocinfo_profile workload.
+#include "harness/trace/text_fields.h"
 #include "harness/workloads/vmallocinfo_import.h"
 
 #include <algorithm>
@@ -25,18 +26,6 @@ bool parse_u64(std::string_view text, int base, std::uint64_t& out) {
   return ec == std::errc() && ptr == end;
 }
 
-std::vector<std::string_view> split_words(std::string_view line) {
-  std::vector<std::string_view> words;
-  std::size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
-    const std::size_t begin = i;
-    while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '\r') ++i;
-    if (i > begin) words.push_back(line.substr(begin, i - begin));
-  }
-  return words;
-}
-
 bool is_flag(std::string_view w) {
   return w == "ioremap" || w == "vmalloc" || w == "vmap" || w == "user" || w == "dma-coherent" ||
          w == "vpages";
@@ -44,7 +33,7 @@ bool is_flag(std::string_view w) {
 
 VmallocinfoArea parse_line(std::string_view text, const std::string& file, std::uint64_t line) {
   const auto fail = [&](const std::string& message) -> InputError { return InputError(file, line, message); };
-  const auto words = split_words(text);
+  const auto words = split_fields(text);
   if (words.size() < 3) throw fail("expected '0x<start>-0x<end> <size> <description>'");
   VmallocinfoArea area;
   area.line = line;
@@ -119,7 +108,7 @@ void parse_vmallocinfo(std::istream& in, const std::string& file,
   std::uint64_t line = 0;
   while (std::getline(in, text)) {
     ++line;
-    if (split_words(text).empty()) continue;
+    if (split_fields(text).empty()) continue;
     visit(parse_line(text, file, line));
   }
   if (in.bad()) throw InputError(file, line, "read error");
