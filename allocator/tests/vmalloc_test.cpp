@@ -299,6 +299,55 @@ TEST(VmallocDeathTest, AsanCatchesAOneByteOverflowPastTheRequestedSize) {
 }
 #endif
 
+// The kernel's vm_map_ram hazard: one long-lived one-page mapping pins a whole 4 MiB block whose
+// other pages short-lived users came and went through; no purge can give that space back.
+TEST(Vmalloc, VmMapRamBlocksAreFragmentedByMixedLifetimes) {
+  auto vm = make(BackingMode::kMemfd, 64ull << 20, 16ull << 20);
+  std::vector<std::uint64_t> keep, temp;
+  ASSERT_EQ(vm->alloc_pages(1, keep), FailureKind::kNone);
+  ASSERT_EQ(vm->alloc_pages(1, temp), FailureKind::kNone);
+  auto pinned = vm->vm_map_ram(keep);
+  ASSERT_TRUE(pinned.ok());
+  *static_cast<volatile char*>(pinned.addr) = 7;
+  EXPECT_EQ(*static_cast<char*>(vm->phys().pfn_to_virt(keep[0])), 7);  // aliased like vmap
+  EXPECT_EQ(*vm->vmalloc_to_pfn(pinned.addr), keep[0]);
+  for (int i = 0; i < 1100; ++i) {  // more than the block's 1024 pages: a second block is needed
+    auto t = vm->vm_map_ram(temp);
+    ASSERT_TRUE(t.ok()) << i;
+    ASSERT_EQ(vm->vm_unmap_ram(t.addr, 1), ReleaseStatus::kOk) << i;
+  }
+  vm->purge();
+  const VmapBlockStats vb = vm->stats().vmap_blocks;
+  EXPECT_EQ(vb.pinned_blocks, 1u);
+  EXPECT_EQ(vb.pinned_dirty_pages, 1023u);  // 4 MiB - 4 KiB of address space nobody can use
+  EXPECT_EQ(vm->check(), "");
+  EXPECT_EQ(vm->vfree(pinned.addr), ReleaseStatus::kWrongFunction);
+  EXPECT_EQ(vm->vm_unmap_ram(pinned.addr, 2), ReleaseStatus::kWrongFunction);  // wrong page count
+  EXPECT_EQ(vm->vm_unmap_ram(pinned.addr, 1), ReleaseStatus::kOk);
+  vm->purge();
+  EXPECT_EQ(vm->stats().vmap_blocks.blocks, 0u);
+  EXPECT_EQ(vm->stats().space.live_areas, 0u);
+  vm->free_pages(keep);
+  vm->free_pages(temp);
+  EXPECT_EQ(vm->check(), "");
+}
+
+TEST(Vmalloc, LargeVmMapRamGetsItsOwnArea) {
+  auto vm = make(BackingMode::kMemfd);
+  std::vector<std::uint64_t> pfns;
+  ASSERT_EQ(vm->alloc_pages(65, pfns), FailureKind::kNone);
+  auto a = vm->vm_map_ram(pfns);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(vm->stats().vmap_blocks.blocks, 0u);
+  static_cast<volatile char*>(a.addr)[64 * P] = 3;
+  EXPECT_EQ(*static_cast<char*>(vm->phys().pfn_to_virt(pfns[64])), 3);
+  EXPECT_EQ(vm->vunmap(a.addr), ReleaseStatus::kWrongFunction);
+  EXPECT_EQ(vm->vm_unmap_ram(a.addr, 64), ReleaseStatus::kWrongFunction);
+  EXPECT_EQ(vm->vm_unmap_ram(a.addr, 65), ReleaseStatus::kOk);
+  vm->free_pages(pfns);
+  EXPECT_EQ(vm->check(), "");
+}
+
 TEST(Vmalloc, BackingNoneIsAddressSpaceOnly) {
   auto vm = make(BackingMode::kNone, 64ull << 20, 64 << 10);  // 16 pages of physical memory
   auto a = vm->vmalloc(1ull << 20);                           // 256 pages: no pages are taken
@@ -378,7 +427,7 @@ TEST(Vmalloc, RandomMixedOpsKeepEveryInvariant) {
       auto vm = make(mode, 32ull << 20, 4ull << 20, rng() % 2 ? 0 : 64);
       struct Live {
         void* addr;
-        int kind;  // 0 vmalloc, 1 kmalloc, 2 kvmalloc, 3 vmap
+        int kind;  // 0 vmalloc, 1 kmalloc, 2 kvmalloc, 3 vmap, 4 vm_map_ram, 5 vmalloc_huge
         std::vector<std::uint64_t> pfns;
         unsigned char tag;
       };
@@ -387,7 +436,8 @@ TEST(Vmalloc, RandomMixedOpsKeepEveryInvariant) {
       for (int op = 0; op < 50000; ++op) {
         const auto r = rng() % 100;
         if (r < 50 || live.empty()) {
-          const int kind = static_cast<int>(rng() % 4);
+          int kind = static_cast<int>(rng() % 6);
+          if (kind == 5 && rng() % 8 != 0) kind = 0;  // huge areas are big: keep them rare
           const std::uint64_t size = (rng() % 6 == 0) ? (rng() % 64 + 1) * P : rng() % (3 * P) + 1;
           Live l{nullptr, kind, {}, static_cast<unsigned char>(rng())};
           VmallocResult res;
@@ -399,6 +449,12 @@ TEST(Vmalloc, RandomMixedOpsKeepEveryInvariant) {
             res = vm->vmap(l.pfns);
             if (!res.ok()) vm->free_pages(l.pfns);
           }
+          if (kind == 4) {
+            if (mode == BackingMode::kAnon || vm->alloc_pages(size / P + 1, l.pfns) != FailureKind::kNone) continue;
+            res = vm->vm_map_ram(l.pfns);
+            if (!res.ok()) vm->free_pages(l.pfns);
+          }
+          if (kind == 5) res = vm->vmalloc_huge((2ull << 20) + size);
           if (!res.ok()) {
             ASSERT_NE(res.failure, FailureKind::kOsError) << "op " << op << " errno " << res.os_errno;
             continue;
@@ -414,12 +470,13 @@ TEST(Vmalloc, RandomMixedOpsKeepEveryInvariant) {
           if (real || l.kind == 1 || (l.kind == 2 && vm->phys().virt_to_pfn(l.addr))) {
             ASSERT_EQ(*static_cast<unsigned char*>(l.addr), l.tag) << "op " << op << ": someone else wrote here";
           }
-          ReleaseStatus s = l.kind == 0 ? vm->vfree(l.addr)
-                            : l.kind == 1 ? vm->kfree(l.addr)
-                            : l.kind == 2 ? vm->kvfree(l.addr)
-                                          : vm->vunmap(l.addr);
+          ReleaseStatus s = l.kind == 0 || l.kind == 5 ? vm->vfree(l.addr)
+                            : l.kind == 1              ? vm->kfree(l.addr)
+                            : l.kind == 2              ? vm->kvfree(l.addr)
+                            : l.kind == 3              ? vm->vunmap(l.addr)
+                                                       : vm->vm_unmap_ram(l.addr, l.pfns.size());
           ASSERT_EQ(s, ReleaseStatus::kOk) << "op " << op;
-          if (l.kind == 3) vm->free_pages(l.pfns);
+          if (l.kind == 3 || l.kind == 4) vm->free_pages(l.pfns);
         } else {
           vm->purge();
         }

@@ -96,7 +96,8 @@ Vmalloc::Vmalloc(const VmallocConfig& config, std::unique_ptr<VirtualSpace> spac
     : config_(config),
       os_(config.space.os != nullptr ? *config.space.os : linux_os()),
       space_(std::move(space)),
-      phys_(std::move(phys)) {
+      phys_(std::move(phys)),
+      vmap_blocks_(config.vmap_block_pages) {
   if (config_.backing != BackingMode::kNone) space_->set_purge_observer(&Vmalloc::on_purge, this);
   std::uint64_t limit = 0;
   if (os_.max_map_count(&limit) == 0) os_map_limit_ = limit;
@@ -152,7 +153,8 @@ VmallocResult Vmalloc::new_area_locked(AreaKind kind, std::uint64_t size, std::u
   if (!va.ok()) return VmallocResult{nullptr, va.failure, 0};
   const std::uint64_t pages = (size + kPage - 1) / kPage;
   // Backing none is the address space alone: vmalloc areas take no pages (vmap's are the caller's).
-  const bool owns_pages = kind != AreaKind::kVmap && config_.backing != BackingMode::kNone;
+  const bool owns_pages =
+      (kind == AreaKind::kVmalloc || kind == AreaKind::kHuge) && config_.backing != BackingMode::kNone;
   // Huge areas take whole 2 MiB blocks (order 9) or fail, as vm_area_alloc_pages with
   // page_order = PMD_SHIFT - PAGE_SHIFT; the caller falls back to order-0 pages.
   const unsigned order = kind == AreaKind::kHuge ? kHugeOrder : 0;
@@ -289,11 +291,12 @@ void Vmalloc::restore_reservation(void* addr, std::uint64_t bytes) {
             "longer ours", addr, mapped, err);
 }
 
-ReleaseStatus Vmalloc::vfree(const void* addr) { return release_area(addr, /*vunmap=*/false, "vfree"); }
-ReleaseStatus Vmalloc::vunmap(const void* addr) { return release_area(addr, /*vunmap=*/true, "vunmap"); }
+ReleaseStatus Vmalloc::vfree(const void* addr) { return release_area(addr, AreaKind::kVmalloc, "vfree"); }
+ReleaseStatus Vmalloc::vunmap(const void* addr) { return release_area(addr, AreaKind::kVmap, "vunmap"); }
 
-// vfree releases vmalloc and vmalloc_huge areas, vunmap releases vmap areas; each refuses the other's.
-ReleaseStatus Vmalloc::release_area(const void* addr, bool vunmap_call, const char* fn) {
+// vfree releases vmalloc and vmalloc_huge areas, vunmap vmap areas, vm_unmap_ram vm_map_ram ones;
+// each refuses the others' (and vmap blocks, which only the block allocator releases).
+ReleaseStatus Vmalloc::release_area(const void* addr, AreaKind wanted, const char* fn) {
   if (addr == nullptr) return ReleaseStatus::kNull;
   std::lock_guard lock(mutex_);
   if (phys_->virt_to_pfn(addr)) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
@@ -302,16 +305,22 @@ ReleaseStatus Vmalloc::release_area(const void* addr, bool vunmap_call, const ch
   if (a < base || a - base >= space_->region_bytes()) return misuse_locked(ReleaseStatus::kUnknown, fn, addr);
   auto it = areas_.find(a - base);
   if (it == areas_.end()) return misuse_locked(ReleaseStatus::kUnknown, fn, addr);
-  if ((it->second.kind == AreaKind::kVmap) != vunmap_call) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
+  const AreaKind kind = it->second.kind == AreaKind::kHuge ? AreaKind::kVmalloc : it->second.kind;
+  if (kind != wanted) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
+  return release_area_locked(it, fn);
+}
+
+ReleaseStatus Vmalloc::release_area_locked(std::map<std::uint64_t, Area>::iterator it, const char* fn) {
   Area& area = it->second;
-  char* p = static_cast<char*>(const_cast<void*>(addr));
+  void* const addr = static_cast<char*>(space_->base()) + it->first;
+  char* p = static_cast<char*>(addr);
   unmap_pages_locked(p, area.pages);
   if (config_.backing != BackingMode::kNone) {
     poison(p, area.pages * kPage);
     mapped_pages_ -= area.pages;
   }
   mappings_in_use_ -= area.mappings;
-  if (area.kind != AreaKind::kVmap && config_.backing != BackingMode::kNone) {
+  if ((area.kind == AreaKind::kVmalloc || area.kind == AreaKind::kHuge) && config_.backing != BackingMode::kNone) {
     phys_->free_pages(area.pfns);
     owned_pages_ -= area.pages;
   }
@@ -336,12 +345,101 @@ std::optional<std::uint64_t> Vmalloc::vmalloc_to_pfn(const void* addr) const {
   const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
   const auto a = reinterpret_cast<std::uintptr_t>(addr);
   if (a < base || a - base >= space_->region_bytes()) return std::nullopt;
+  auto small = map_ram_.upper_bound(a - base);
+  if (small != map_ram_.begin()) {
+    --small;
+    const std::uint64_t page = (a - base - small->first) / kPage;
+    if (page < small->second.pfns.size()) return small->second.pfns[page];
+  }
   auto it = areas_.upper_bound(a - base);
   if (it == areas_.begin()) return std::nullopt;
   --it;
   const std::uint64_t page = (a - base - it->first) / kPage;
   if (page >= it->second.pfns.size()) return std::nullopt;  // none mode: no pages behind vmalloc
   return it->second.pfns[page];
+}
+
+/*
+ * vm_map_ram, as mm/vmalloc.c does it: up to VMAP_MAX_ALLOC pages come from a vmap block (vb_alloc),
+ * a new block-sized, block-aligned area being reserved when no block has room (new_vmap_block);
+ * more than that gets an ordinary area. Only the small path is the block allocator's business.
+ */
+VmallocResult Vmalloc::vm_map_ram(const std::vector<std::uint64_t>& pfns) {
+  if (pfns.empty() || config_.backing == BackingMode::kAnon)
+    return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
+  for (std::uint64_t pfn : pfns)
+    if (pfn >= phys_->page_count()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
+  std::lock_guard lock(mutex_);
+  const std::uint64_t pages = pfns.size();
+  if (pages > vmap_blocks_.max_alloc_pages()) return new_area_locked(AreaKind::kMapRam, pages * kPage, kPage, pfns, pages * kPage);
+  VmapBlockRef ref;
+  try {
+    if (vmap_blocks_.allocate(0, pages, &ref) == VmapBlockAllocator::Result::kNeedBlock) {
+      const std::uint64_t block_bytes = vmap_blocks_.block_pages() * kPage;
+      const Allocation block = space_->vmalloc(block_bytes, block_bytes);
+      if (!block.ok()) return VmallocResult{nullptr, block.failure, 0};
+      areas_.try_emplace(block.offset, Area{AreaKind::kVmapBlock, block_bytes, 0, {}, 0});
+      ref = vmap_blocks_.allocate_in_new_block(0, pages, block.offset);
+    }
+  } catch (const std::bad_alloc&) {
+    return VmallocResult{nullptr, FailureKind::kOsError, ENOMEM};
+  }
+  char* const addr = static_cast<char*>(space_->base()) + ref.block_start + ref.page_offset * kPage;
+  std::uint64_t mappings = 0;
+  if (const int err = map_pages_locked(addr, pages, pfns, false, &mappings); err != 0) {
+    // The block allocator never reuses a freed range: the pages stay dirty in their block, the
+    // kernel's behaviour too, and the block goes when all of it is dirty.
+    if (const auto released = vmap_blocks_.free(ref)) release_block_locked(*released);
+    return VmallocResult{nullptr, err == ENOMEM ? FailureKind::kMapLimit : FailureKind::kOsError, err};
+  }
+  map_ram_.emplace(static_cast<std::uint64_t>(addr - static_cast<char*>(space_->base())), MapRam{ref, pfns, mappings});
+  mappings_in_use_ += mappings;
+  if (config_.backing != BackingMode::kNone) {
+    mapped_pages_ += pages;
+    unpoison(addr, pages * kPage);
+    for (std::uint64_t pfn : pfns) unpoison(phys_->pfn_to_virt(pfn), kPage);
+  }
+  return VmallocResult{addr, FailureKind::kNone, 0};
+}
+
+ReleaseStatus Vmalloc::vm_unmap_ram(const void* addr, std::uint64_t pages) {
+  if (addr == nullptr) return ReleaseStatus::kNull;
+  std::lock_guard lock(mutex_);
+  const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
+  const auto a = reinterpret_cast<std::uintptr_t>(addr);
+  if (phys_->virt_to_pfn(addr)) return misuse_locked(ReleaseStatus::kWrongFunction, "vm_unmap_ram", addr);
+  if (a < base || a - base >= space_->region_bytes()) return misuse_locked(ReleaseStatus::kUnknown, "vm_unmap_ram", addr);
+  auto small = map_ram_.find(a - base);
+  if (small == map_ram_.end()) {
+    auto it = areas_.find(a - base);
+    if (it == areas_.end()) return misuse_locked(ReleaseStatus::kUnknown, "vm_unmap_ram", addr);
+    if (it->second.kind != AreaKind::kMapRam || it->second.pages != pages)
+      return misuse_locked(ReleaseStatus::kWrongFunction, "vm_unmap_ram", addr);
+    return release_area_locked(it, "vm_unmap_ram");
+  }
+  if (small->second.pfns.size() != pages) return misuse_locked(ReleaseStatus::kWrongFunction, "vm_unmap_ram", addr);
+  char* p = static_cast<char*>(const_cast<void*>(addr));
+  unmap_pages_locked(p, pages);
+  if (config_.backing != BackingMode::kNone) {
+    poison(p, pages * kPage);
+    mapped_pages_ -= pages;
+  }
+  mappings_in_use_ -= small->second.mappings;
+  const VmapBlockRef ref = small->second.ref;
+  map_ram_.erase(small);
+  if (const auto released = vmap_blocks_.free(ref)) release_block_locked(*released);
+  return ReleaseStatus::kOk;
+}
+
+// A vmap block the block allocator gave up: its area goes back to the address space, lazily like
+// any freed area (its mappings were already removed one allocation at a time).
+void Vmalloc::release_block_locked(std::uint64_t block_offset) {
+  auto it = areas_.find(block_offset);
+  VMF_CHECK(it != areas_.end() && it->second.kind == AreaKind::kVmapBlock, "vmap block at 0x%" PRIx64 " is unknown",
+            block_offset);
+  areas_.erase(it);
+  VMF_CHECK(space_->vfree_offset(block_offset) == FreeStatus::kOk, "the address space lost vmap block 0x%" PRIx64,
+            block_offset);
 }
 
 /*
@@ -450,6 +548,8 @@ void Vmalloc::free_pages(const std::vector<std::uint64_t>& pfns) {
 
 void Vmalloc::purge() {
   std::lock_guard lock(mutex_);
+  // As vm_unmap_aliases: blocks with no live allocation left go first, then every lazy range.
+  for (std::uint64_t block : vmap_blocks_.purge_fragmented()) release_block_locked(block);
   space_->purge();
 }
 
@@ -458,8 +558,13 @@ VmallocStats Vmalloc::stats() const {
   VmallocStats s;
   s.space = space_->stats();
   s.phys = phys_->stats();
-  for (const auto& [offset, area] : areas_) (area.kind == AreaKind::kVmap ? s.vmap_areas : s.vmalloc_areas) += 1;
+  for (const auto& [offset, area] : areas_) {
+    if (area.kind == AreaKind::kVmalloc || area.kind == AreaKind::kHuge) ++s.vmalloc_areas;
+    if (area.kind == AreaKind::kVmap || area.kind == AreaKind::kMapRam) ++s.vmap_areas;
+  }
+  s.vmap_areas += map_ram_.size();
   s.huge_areas = huge_areas_;
+  s.vmap_blocks = vmap_blocks_.stats();
   s.huge_fallbacks = huge_fallbacks_;
   s.kmalloc_blocks = kmalloc_.size();
   s.mapped_pages = mapped_pages_;
@@ -489,7 +594,8 @@ std::string Vmalloc::check() const {
   }
   std::uint64_t mapped = 0, mappings = 0;
   for (const auto& [offset, area] : areas_) {
-    const bool has_pages = area.kind == AreaKind::kVmap || config_.backing != BackingMode::kNone;
+    const bool has_pages = area.kind == AreaKind::kVmap || area.kind == AreaKind::kMapRam ||
+                           (area.kind != AreaKind::kVmapBlock && config_.backing != BackingMode::kNone);
     if (area.pfns.size() != (has_pages ? area.pages : 0)) {
       std::snprintf(buf, sizeof buf, "area at 0x%" PRIx64 ": %zu pfns for %" PRIu64 " pages", offset, area.pfns.size(),
                     area.pages);
@@ -497,7 +603,7 @@ std::string Vmalloc::check() const {
     }
     mapped += area.pages;
     mappings += area.mappings;
-    if (area.kind == AreaKind::kVmap) continue;
+    if (area.kind != AreaKind::kVmalloc && area.kind != AreaKind::kHuge) continue;
     for (std::uint64_t pfn : area.pfns) {
       if (!owned.insert(pfn).second) {
         std::snprintf(buf, sizeof buf, "pfn %" PRIu64 " of the area at 0x%" PRIx64 " is owned twice", pfn, offset);
@@ -505,6 +611,13 @@ std::string Vmalloc::check() const {
       }
     }
   }
+  for (const auto& [offset, small] : map_ram_) {
+    mapped += small.pfns.size();
+    mappings += small.mappings;
+  }
+  if (std::string why = vmap_blocks_.validate(); !why.empty()) return "vmap blocks: " + why;
+  const VmapBlockStats vb = vmap_blocks_.stats();
+  if (vb.live_allocations != map_ram_.size()) return "vm_map_ram allocations differ from the block allocator's";
   const BuddyStats ps = phys_->stats();
   const std::uint64_t allocated = phys_->page_count() - ps.free_pages;
   if (allocated != owned.size() + loose_pages_ || owned_pages_ + kmalloc_pages != owned.size()) {
@@ -521,9 +634,9 @@ std::string Vmalloc::check() const {
     int sampled = 0;
     for (const auto& [offset, area] : areas_) {
       if (sampled++ == 16) break;
+      if (area.size < sizeof(std::uint64_t) || area.pfns.empty()) continue;  // ASan: only requested bytes
       auto* via_area = reinterpret_cast<volatile std::uint64_t*>(static_cast<char*>(space_->base()) + offset);
       auto* via_direct = static_cast<volatile std::uint64_t*>(phys_->pfn_to_virt(area.pfns[0]));
-      if (area.size < sizeof(std::uint64_t) || area.pfns.empty()) continue;  // ASan: only requested bytes
       const std::uint64_t saved = *via_area;
       *via_area = 0x766d667261670000ull ^ offset;
       const bool ok = *via_direct == (0x766d667261670000ull ^ offset);

@@ -37,6 +37,7 @@
 #include "allocator/core/failure.h"
 #include "allocator/os/os.h"
 #include "allocator/phys/physical_memory.h"
+#include "allocator/vmalloc/vmap_block.h"
 #include "allocator/vspace/virtual_space.h"
 
 namespace vmfrag {
@@ -58,6 +59,9 @@ struct VmallocConfig {
   // An injectable cap on the mappings (kernel VMAs) this instance may create, so tests reach
   // map-limit without exhausting the process; 0 = only the OS's own limit.
   std::uint64_t map_cap = 0;
+  // Pages per vm_map_ram block (the kernel's VMAP_BBMAP_BITS; see vmap_block.h). One "CPU" list of
+  // blocks, so traces replay the same on every machine.
+  std::uint64_t vmap_block_pages = kDefaultVmapBlockPages;
 };
 
 // Outcome of a release (vfree, kfree, vunmap, kvfree). Anything but kOk/kNull is misuse: nothing
@@ -88,6 +92,7 @@ struct VmallocStats {
   std::uint64_t misuse_count = 0;
   std::uint64_t huge_areas = 0;       // live vmalloc_huge areas granted whole 2 MiB blocks
   std::uint64_t huge_fallbacks = 0;   // vmalloc_huge calls that fell back to 4 KiB pages
+  VmapBlockStats vmap_blocks;         // vm_map_ram's blocks: free, dirty and pinned pages
 };
 
 class Vmalloc {
@@ -143,6 +148,16 @@ class Vmalloc {
   // the caller's; vunmap releases only the area. backing anon cannot alias pages: kInvalidArgument.
   [[nodiscard]] VmallocResult vmap(const std::vector<std::uint64_t>& pfns);
   ReleaseStatus vunmap(const void* addr);
+
+  // vm_map_ram: maps caller-owned pfns contiguously, like vmap, but a small request (at most 64
+  // pages) is carved bump-style out of a vmap block (a block-sized area reserved on demand, see
+  // vmap_block.h): space freed inside a block is reused only once the whole block is free, the
+  // kernel's documented hazard when long- and short-lived users mix. Larger requests get an area
+  // of their own. Released with vm_unmap_ram(addr, pages), which must name the same page count.
+  // backing anon: kInvalidArgument (anonymous memory cannot alias given pages).
+  // Unlike the kernel, a block area is followed by the space's guard pages like any other area.
+  [[nodiscard]] VmallocResult vm_map_ram(const std::vector<std::uint64_t>& pfns);
+  ReleaseStatus vm_unmap_ram(const void* addr, std::uint64_t pages);
   // Pages for vmap (order 0, lowest first). kNoPhysicalMemory when too few are free.
   [[nodiscard]] FailureKind alloc_pages(std::uint64_t count, std::vector<std::uint64_t>& pfns);
   void free_pages(const std::vector<std::uint64_t>& pfns);
@@ -162,7 +177,14 @@ class Vmalloc {
   [[nodiscard]] BackingMode backing() const { return config_.backing; }
 
  private:
-  enum class AreaKind : std::uint8_t { kVmalloc, kVmap, kHuge };  // kHuge: made of order-9 blocks
+  // kHuge: made of order-9 blocks; kMapRam: a large vm_map_ram; kVmapBlock: a vm_map_ram block
+  // (pages 0: its mappings belong to the small vm_map_ram allocations carved from it).
+  enum class AreaKind : std::uint8_t { kVmalloc, kVmap, kHuge, kMapRam, kVmapBlock };
+  struct MapRam {  // one small vm_map_ram allocation inside a block
+    VmapBlockRef ref;
+    std::vector<std::uint64_t> pfns;
+    std::uint64_t mappings;
+  };
   struct Area {
     AreaKind kind;
     std::uint64_t size;                // requested bytes
@@ -179,7 +201,9 @@ class Vmalloc {
   void unmap_pages_locked(char* addr, std::uint64_t pages);
   static void on_purge(void* self, std::uint64_t offset, std::uint64_t bytes);
   void restore_reservation(void* addr, std::uint64_t bytes);
-  ReleaseStatus release_area(const void* addr, bool vunmap_call, const char* fn);
+  ReleaseStatus release_area(const void* addr, AreaKind wanted, const char* fn);
+  ReleaseStatus release_area_locked(std::map<std::uint64_t, Area>::iterator it, const char* fn);
+  void release_block_locked(std::uint64_t block_offset);
   ReleaseStatus misuse_locked(ReleaseStatus status, const char* fn, const void* addr);
   [[nodiscard]] std::uint64_t map_limit() const;
 
@@ -191,6 +215,8 @@ class Vmalloc {
   mutable std::mutex mutex_;
   std::map<std::uint64_t, Area> areas_;        // area offset -> area
   std::map<std::uint64_t, unsigned> kmalloc_;  // first pfn -> order
+  VmapBlockAllocator vmap_blocks_;
+  std::map<std::uint64_t, MapRam> map_ram_;    // offset of a small vm_map_ram -> its state
   std::uint64_t owned_pages_ = 0;     // pages owned by vmalloc areas
   std::uint64_t loose_pages_ = 0;     // pages handed out by alloc_pages (the vmap callers')
   std::uint64_t mapped_pages_ = 0;
