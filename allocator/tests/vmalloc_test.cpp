@@ -11,6 +11,8 @@
 #include <random>
 #include <set>
 
+#include <sys/resource.h>
+
 #include "allocator/tests/test_seeds.h"
 #include "allocator/vmalloc/vmalloc.h"
 
@@ -346,6 +348,31 @@ TEST(Vmalloc, LargeVmMapRamGetsItsOwnArea) {
   EXPECT_EQ(vm->vm_unmap_ram(a.addr, 65), ReleaseStatus::kOk);
   vm->free_pages(pfns);
   EXPECT_EQ(vm->check(), "");
+}
+
+// The kernel maps every page of a vmalloc area at allocation, so touching it faults nothing;
+// populate = false leaves each page to fault on first touch (the benchmarks compare the two).
+TEST(Vmalloc, PopulateDecidesWhetherFirstTouchFaults) {
+  auto faults_touching = [](BackingMode mode, bool populate) {
+    VmallocConfig c;
+    c.space.region_bytes = 64ull << 20;
+    c.phys_bytes = 16ull << 20;
+    c.backing = mode;
+    c.populate = populate;
+    auto vm = Vmalloc::create(c).vm;
+    auto a = vm->vmalloc(256 * P);
+    rusage before{}, after{};
+    getrusage(RUSAGE_SELF, &before);
+    for (std::uint64_t i = 0; i < 256; ++i) static_cast<volatile char*>(a.addr)[i * P] = 1;
+    getrusage(RUSAGE_SELF, &after);
+    return after.ru_minflt - before.ru_minflt;
+  };
+  for (BackingMode mode : {BackingMode::kAnon, BackingMode::kMemfd}) {
+    SCOPED_TRACE(backing_mode_name(mode));
+    const long eager = faults_touching(mode, true), lazy = faults_touching(mode, false);
+    EXPECT_LT(eager, 32) << "populated pages faulted on touch";
+    EXPECT_GE(lazy, 200) << "unpopulated pages did not fault on first touch";
+  }
 }
 
 TEST(Vmalloc, BackingNoneIsAddressSpaceOnly) {
