@@ -369,9 +369,9 @@ TEST(Vmalloc, PopulateDecidesWhetherFirstTouchFaults) {
   };
   for (BackingMode mode : {BackingMode::kAnon, BackingMode::kMemfd}) {
     SCOPED_TRACE(backing_mode_name(mode));
+    // Compared with each other, not with 0: sanitizer shadow memory faults on first touch too.
     const long eager = faults_touching(mode, true), lazy = faults_touching(mode, false);
-    EXPECT_LT(eager, 32) << "populated pages faulted on touch";
-    EXPECT_GE(lazy, 200) << "unpopulated pages did not fault on first touch";
+    EXPECT_GE(lazy - eager, 200) << "populate saved no faults: " << eager << " populated, " << lazy << " not";
   }
 }
 
