@@ -115,8 +115,8 @@ int cmd_replay(const std::string& path, bool json, bool differential, std::uint6
                const std::string& backing, const std::string& timeline, std::size_t maps) {
   if (!backing.empty() && backing != "none")
     throw InputError("<args>", 0,
-                     "--backing " + backing + ": only 'none' exists in this build (the physical-memory layer "
-                     "that provides anon and memfd has not landed yet)");
+                     "--backing " + backing + ": replay drives only 'none' so far (the allocator has anon and memfd; "
+                     "replaying them, and the ops k, m, h, is not wired in yet)");
   std::ifstream file;
   std::istream* in = &std::cin;
   if (path != "-") {

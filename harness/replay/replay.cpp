@@ -45,7 +45,7 @@ class Replayer {
     if (h.backing != Backing::kNone)
       throw InputError(source.name(), 0,
                        "backing '" + std::string(backing_name(h.backing)) +
-                           "' needs the physical-memory layer, which this build does not have yet; "
+                           "' needs the physical-memory layer, which replay does not drive yet; "
                            "use 'backing none'");
     VirtualSpaceConfig config;
     config.region_bytes = h.region_bytes;
@@ -91,7 +91,7 @@ class Replayer {
       case OpKind::kHuge:
         throw InputError(source_.name(), source_.line(),
                          std::string("op '") + static_cast<char>(op.kind) +
-                             "' needs the physical-memory layer, which this build does not have yet");
+                             "' needs the physical-memory layer, which replay does not drive yet");
     }
   }
 

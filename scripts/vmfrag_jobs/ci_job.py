@@ -12,9 +12,9 @@ from pathlib import Path
 
 from . import bootstrap, build, paths, testing
 
-# Workloads that emit k/m/h ops need the physical-memory layer; until it lands they are listed
-# as skipped (with the reason) rather than silently left out.
-SKIP_REASON_PHYSICAL = "needs the physical-memory layer"
+# Workloads that emit k/m/h ops need replay to drive the physical-memory layer; until it does they
+# are listed as skipped (with the reason) rather than silently left out.
+SKIP_REASON_PHYSICAL = "emits k/m/h ops, which replay does not drive yet"
 
 
 def _cli():
