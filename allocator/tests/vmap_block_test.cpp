@@ -11,6 +11,7 @@
 //   - validate() reports corrupted state (through a test-only friend);
 //   - a randomised differential test against a plain model written from the kernel's rules, with
 //     validate() after every operation (seeds are printed; VMFRAG_SEED=N replays one).
+#include "allocator/tests/test_seeds.h"
 #include "allocator/vmalloc/vmap_block.h"
 
 #include <gtest/gtest.h>
@@ -467,13 +468,6 @@ class Model {
   std::vector<std::uint64_t> creation_order_;  // may name released blocks; they are skipped
 };
 
-std::vector<std::uint64_t> seeds_to_run() {
-  if (const char* env = std::getenv("VMFRAG_SEED")) return {std::strtoull(env, nullptr, 0)};
-  std::vector<std::uint64_t> seeds;
-  for (std::uint64_t s = 1; s <= 20; ++s) seeds.push_back(s);
-  return seeds;
-}
-
 // What a run reached, so the sweep can prove it exercised every path (a test that never needs a
 // new block or never releases one could not fail on those paths).
 struct Coverage {
@@ -597,7 +591,7 @@ void run_differential(std::uint64_t seed, int ops, Coverage& cov) {
 
 TEST(VmapBlock, RandomOpsAgreeWithModel) {
   Coverage cov;
-  const std::vector<std::uint64_t> seeds = seeds_to_run();
+  const std::vector<std::uint64_t> seeds = seeds_to_run(1, 20);
   for (const std::uint64_t seed : seeds) {
     run_differential(seed, 3000, cov);
     if (HasFatalFailure()) return;
