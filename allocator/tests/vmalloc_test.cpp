@@ -221,10 +221,17 @@ TEST(Vmalloc, VmapMapsCallerPagesAndVunmapKeepsThem) {
   EXPECT_EQ(vm->check(), "");
   vm->free_pages(pfns);
   EXPECT_EQ(vm->check(), "");
+  // anon: the area is anonymous memory, bookkept against the pages but not aliasing them.
   auto anon = make(BackingMode::kAnon);
   std::vector<std::uint64_t> apfns;
   ASSERT_EQ(anon->alloc_pages(1, apfns), FailureKind::kNone);
-  EXPECT_EQ(anon->vmap(apfns).failure, FailureKind::kInvalidArgument);
+  auto av = anon->vmap(apfns);
+  ASSERT_TRUE(av.ok());
+  *static_cast<volatile char*>(av.addr) = 9;
+  EXPECT_NE(*static_cast<char*>(anon->phys().pfn_to_virt(apfns[0])), 9);
+  EXPECT_EQ(*anon->vmalloc_to_pfn(av.addr), apfns[0]);
+  EXPECT_EQ(anon->check(), "");
+  EXPECT_EQ(anon->vunmap(av.addr), ReleaseStatus::kOk);
   anon->free_pages(apfns);
 }
 
@@ -472,12 +479,12 @@ TEST(Vmalloc, RandomMixedOpsKeepEveryInvariant) {
           if (kind == 1) res = vm->kmalloc(size);
           if (kind == 2) res = vm->kvmalloc(size);
           if (kind == 3) {
-            if (mode == BackingMode::kAnon || vm->alloc_pages(size / P + 1, l.pfns) != FailureKind::kNone) continue;
+            if (vm->alloc_pages(size / P + 1, l.pfns) != FailureKind::kNone) continue;
             res = vm->vmap(l.pfns);
             if (!res.ok()) vm->free_pages(l.pfns);
           }
           if (kind == 4) {
-            if (mode == BackingMode::kAnon || vm->alloc_pages(size / P + 1, l.pfns) != FailureKind::kNone) continue;
+            if (vm->alloc_pages(size / P + 1, l.pfns) != FailureKind::kNone) continue;
             res = vm->vm_map_ram(l.pfns);
             if (!res.ok()) vm->free_pages(l.pfns);
           }

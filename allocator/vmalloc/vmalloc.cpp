@@ -365,8 +365,7 @@ std::optional<std::uint64_t> Vmalloc::vmalloc_to_pfn(const void* addr) const {
  * more than that gets an ordinary area. Only the small path is the block allocator's business.
  */
 VmallocResult Vmalloc::vm_map_ram(const std::vector<std::uint64_t>& pfns) {
-  if (pfns.empty() || config_.backing == BackingMode::kAnon)
-    return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
+  if (pfns.empty()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
   for (std::uint64_t pfn : pfns)
     if (pfn >= phys_->page_count()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
   std::lock_guard lock(mutex_);
@@ -525,8 +524,6 @@ ReleaseStatus Vmalloc::kvfree(const void* addr) {
 
 VmallocResult Vmalloc::vmap(const std::vector<std::uint64_t>& pfns) {
   if (pfns.empty()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
-  // Anonymous memory cannot be made to alias given pages.
-  if (config_.backing == BackingMode::kAnon) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
   for (std::uint64_t pfn : pfns)
     if (pfn >= phys_->page_count()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
   std::lock_guard lock(mutex_);

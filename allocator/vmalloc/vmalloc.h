@@ -145,7 +145,8 @@ class Vmalloc {
   [[nodiscard]] std::uint64_t huge_backed_bytes(const void* addr) const;
 
   // vmap: maps n caller-owned pfns (from alloc_pages) contiguously at a new area. The pages stay
-  // the caller's; vunmap releases only the area. backing anon cannot alias pages: kInvalidArgument.
+  // the caller's; vunmap releases only the area. In backing anon the area is anonymous memory: the
+  // pages are bookkept but, as for every anon area, not aliased.
   [[nodiscard]] VmallocResult vmap(const std::vector<std::uint64_t>& pfns);
   ReleaseStatus vunmap(const void* addr);
 
@@ -154,8 +155,8 @@ class Vmalloc {
   // vmap_block.h): space freed inside a block is reused only once the whole block is free, the
   // kernel's documented hazard when long- and short-lived users mix. Larger requests get an area
   // of their own. Released with vm_unmap_ram(addr, pages), which must name the same page count.
-  // backing anon: kInvalidArgument (anonymous memory cannot alias given pages).
   // Unlike the kernel, a block area is followed by the space's guard pages like any other area.
+  // In backing anon the mapping is anonymous memory (not aliased), as for vmap.
   [[nodiscard]] VmallocResult vm_map_ram(const std::vector<std::uint64_t>& pfns);
   ReleaseStatus vm_unmap_ram(const void* addr, std::uint64_t pages);
   // Pages for vmap (order 0, lowest first). kNoPhysicalMemory when too few are free.

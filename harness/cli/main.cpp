@@ -113,10 +113,12 @@ std::string human_summary(const ReplayResult& r) {
 
 int cmd_replay(const std::string& path, bool json, bool differential, std::uint64_t check_every,
                const std::string& backing, const std::string& timeline, std::size_t maps) {
-  if (!backing.empty() && backing != "none")
-    throw InputError("<args>", 0,
-                     "--backing " + backing + ": replay drives only 'none' so far (the allocator has anon and memfd; "
-                     "replaying them, and the ops k, m, h, is not wired in yet)");
+  std::optional<Backing> backing_override;
+  if (backing == "none") backing_override = Backing::kNone;
+  if (backing == "anon") backing_override = Backing::kAnon;
+  if (backing == "memfd") backing_override = Backing::kMemfd;
+  if (!backing.empty() && !backing_override)
+    throw InputError("<args>", 0, "--backing " + backing + ": expected none, anon or memfd");
   std::ifstream file;
   std::istream* in = &std::cin;
   if (path != "-") {
@@ -130,6 +132,7 @@ int cmd_replay(const std::string& path, bool json, bool differential, std::uint6
   options.differential = differential;
   options.check_every = check_every;
   options.maps_at_failures = maps;
+  options.backing = backing_override;
   std::unique_ptr<AtomicOutput> timeline_out;
   if (!timeline.empty()) {
     timeline_out = std::make_unique<AtomicOutput>(timeline);
@@ -238,7 +241,7 @@ int run(int argc, char** argv) {
   replay_cmd->add_flag("--json", json, "print the result as one JSON object");
   replay_cmd->add_flag("--differential", differential, "run the reference model beside; exit 3 at a divergence");
   replay_cmd->add_option("--check-every", check_every, "run check() every N ops (0 = never)");
-  replay_cmd->add_option("--backing", backing, "override the trace's backing (none)");
+  replay_cmd->add_option("--backing", backing, "override the trace's backing: none, anon or memfd");
   replay_cmd->add_option("--timeline", timeline, "write per-op metrics as JSON Lines to FILE");
   replay_cmd->add_option("--maps", maps, "record the address-space map at the first N failures (default 16)");
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "harness/reference/physical_model.h"
 #include "harness/reference/reference_model.h"
 #include "harness/trace/input_error.h"
 
@@ -32,29 +33,40 @@ const char* map_state_name(MapEntry::State s) {
 }
 
 // Which object an id names now. An id whose allocation failed is remembered as such, so that its
-// `f` is the no-op the format promises rather than a free of someone else's area.
+// `f` is the no-op the format promises rather than a free of someone else's memory; `f` releases
+// with the function that matches the allocating op.
 struct IdSlot {
   bool ok = false;
-  std::uint64_t offset = 0;
+  OpKind kind = OpKind::kAlloc;
+  void* addr = nullptr;
+  std::vector<std::uint64_t> pfns;  // `m`: the pages vm_map_ram mapped (the trace's, freed with it)
 };
 
 class Replayer {
  public:
   Replayer(OpSource& source, const ReplayOptions& options) : source_(source), options_(options) {
     const TraceHeader& h = source.header();
-    if (h.backing != Backing::kNone)
+    backing_ = options.backing.value_or(h.backing);
+    if (options.differential && backing_ != Backing::kNone)
       throw InputError(source.name(), 0,
-                       "backing '" + std::string(backing_name(h.backing)) +
-                           "' needs the physical-memory layer, which replay does not drive yet; "
-                           "use 'backing none'");
-    VirtualSpaceConfig config;
-    config.region_bytes = h.region_bytes;
-    config.guard_pages = h.guard_pages;
-    config.lazy_threshold_pages = h.lazy_pages;
-    auto created = VirtualSpace::create(config);
-    if (created.space == nullptr) throw InputError(source.name(), 0, "cannot create the region: " + created.message);
-    space_ = std::move(created.space);
-    if (options.differential) model_ = std::make_unique<reference::ReferenceModel>(reference::ModelConfig::from_header(h));
+                       "--differential covers backing none only: the reference model has no physical memory yet");
+    if (h.phys_bytes == 0) throw InputError(source.name(), 0, "phys 0: replay needs at least one page of physical memory");
+    VmallocConfig config;
+    config.space.region_bytes = h.region_bytes;
+    config.space.guard_pages = h.guard_pages;
+    config.space.lazy_threshold_pages = h.lazy_pages;
+    config.phys_bytes = h.phys_bytes;
+    config.backing = backing_ == Backing::kAnon    ? BackingMode::kAnon
+                     : backing_ == Backing::kMemfd ? BackingMode::kMemfd
+                                                   : BackingMode::kNone;
+    auto created = Vmalloc::create(config);
+    if (created.vm == nullptr) throw InputError(source.name(), 0, "cannot create the allocator: " + created.message);
+    vm_ = std::move(created.vm);
+    space_ = &vm_->space();
+    if (options.differential) {
+      model_ = std::make_unique<reference::ReferenceModel>(reference::ModelConfig::from_header(h));
+      phys_model_ = std::make_unique<reference::PhysicalModel>(h.phys_bytes / kPageSize);
+    }
     result_.trace_name = source.name();
     result_.header = h;
     result_.differential = options.differential;
@@ -70,6 +82,7 @@ class Replayer {
     if (options_.check_every != 0 && !stopped_) check();
     if (result_.ops != 0) compare_stats(result_.ops - 1, true);
     result_.final_stats = space_->stats();
+    result_.backing = backing_;
     return std::move(result_);
   }
 
@@ -80,24 +93,99 @@ class Replayer {
       case OpKind::kAlloc: return alloc(index, op);
       case OpKind::kFree: return free(index, op);
       case OpKind::kPurge:
-        space_->purge();
+        vm_->purge();
         if (model_) model_->purge();
         ++result_.purges_requested;
         compare_stats(index, true);
         notify(index, op, true, FailureKind::kNone, 0);
         return;
-      case OpKind::kKmalloc:
       case OpKind::kMapRam:
+        if (model_)
+          throw InputError(source_.name(), source_.line(),
+                           "op 'm': --differential covers a, f, p, k and h; the reference model has no "
+                           "vm_map_ram blocks yet");
+        return physical(index, op);
+      case OpKind::kKmalloc:
       case OpKind::kHuge:
-        throw InputError(source_.name(), source_.line(),
-                         std::string("op '") + static_cast<char>(op.kind) +
-                             "' needs the physical-memory layer, which replay does not drive yet");
+        return physical(index, op);
     }
+  }
+
+  // k, m, h: the physical-memory paths. Their failures are recorded like an `a`'s.
+  void physical(std::uint64_t index, const Op& op) {
+    ++result_.alloc_attempts;
+    VmallocResult r;
+    IdSlot slot;
+    slot.kind = op.kind;
+    if (op.kind == OpKind::kKmalloc) r = vm_->kmalloc(op.size);
+    if (op.kind == OpKind::kHuge) r = vm_->vmalloc_huge(op.size);
+    if (op.kind == OpKind::kMapRam) {
+      const FailureKind f = op.size == 0 ? FailureKind::kInvalidArgument : vm_->alloc_pages(op.size, slot.pfns);
+      if (f != FailureKind::kNone) {
+        r.failure = f;
+      } else {
+        r = vm_->vm_map_ram(slot.pfns);
+        if (!r.ok()) {
+          vm_->free_pages(slot.pfns);
+          slot.pfns.clear();
+        }
+      }
+    }
+    if (model_ && !compare_physical(index, op, r)) return;
+    slot.ok = r.ok();
+    slot.addr = r.addr;
+    ids_[op.id] = std::move(slot);
+    if (r.ok()) {
+      ++result_.allocs;
+      note_live();
+    } else {
+      record_failure(index, op, r.failure);
+    }
+    notify(index, op, r.ok(), r.failure, 0);
+  }
+
+  // The model's answer to k (an independent buddy model) and h (backing none: address space only,
+  // a 2 MiB-aligned area of the rounded size first, then a page-granular one, as vmalloc_huge).
+  bool compare_physical(std::uint64_t index, const Op& op, const VmallocResult& r) {
+    if (op.kind == OpKind::kKmalloc) {
+      const std::uint64_t pages = (op.size + kPageSize - 1) / kPageSize;
+      unsigned order = 0;
+      while ((std::uint64_t{1} << order) < pages) ++order;
+      const reference::PhysAllocation m = op.size == 0 || op.size > (std::uint64_t{1} << reference::kPhysMaxOrder) * kPageSize
+                                              ? reference::PhysAllocation{FailureKind::kInvalidArgument, 0}
+                                              : phys_model_->allocate_block(order);
+      const std::uint64_t pfn = r.ok() ? *vm_->phys().virt_to_pfn(r.addr) : 0;
+      if (m.failure != r.failure || (r.ok() && m.pfn != pfn)) {
+        diverge(index, r.ok() ? "pfn " + std::to_string(pfn) : std::string(failure_name(r.failure)),
+                m.ok() ? "pfn " + std::to_string(m.pfn) : std::string(failure_name(m.failure)));
+        return false;
+      }
+      if (r.ok()) kmalloc_orders_[pfn] = order;
+      return true;
+    }
+    reference::Placement m{FailureKind::kInvalidArgument, 0, 0, false};
+    constexpr std::uint64_t kHuge = 2ull << 20;
+    if (op.size != 0) {
+      if (op.size >= kHuge && op.size <= ~std::uint64_t{0} - kHuge) m = model_->alloc((op.size + kHuge - 1) & ~(kHuge - 1), kHuge);
+      if (!m.ok()) m = model_->alloc(op.size, kPageSize);
+    }
+    const std::uint64_t offset = r.ok() ? offset_of(r.addr) : 0;
+    if (m.failure != r.failure || (r.ok() && m.offset != offset)) {
+      diverge(index, outcome_text(r.failure, offset), outcome_text(m.failure, m.offset));
+      return false;
+    }
+    return true;
+  }
+
+  void note_live() {
+    const std::uint64_t live = space_->stats().live_bytes;
+    if (live > result_.peak_live_bytes) result_.peak_live_bytes = live;
   }
 
   void alloc(std::uint64_t index, const Op& op) {
     ++result_.alloc_attempts;
-    const Allocation a = space_->vmalloc(op.size, op.align);
+    const VmallocResult v = vm_->vmalloc(op.size, op.align);
+    const Allocation a{v.addr, v.ok() ? offset_of(v.addr) : 0, v.failure};
     if (model_) {
       const reference::Placement p = model_->alloc(op.size, op.align);
       if (p.failure != a.failure || (a.ok() && p.offset != a.offset)) {
@@ -105,12 +193,11 @@ class Replayer {
         return;
       }
     }
-    ids_[op.id] = IdSlot{a.ok(), a.offset};
+    ids_[op.id] = IdSlot{a.ok(), OpKind::kAlloc, a.addr, {}};
     if (a.ok()) {
       ++result_.allocs;
       result_.placements[op.id] = a.offset;
-      const std::uint64_t live = space_->stats().live_bytes;
-      if (live > result_.peak_live_bytes) result_.peak_live_bytes = live;
+      note_live();
     } else {
       record_failure(index, op, a.failure);
     }
@@ -127,15 +214,30 @@ class Replayer {
       notify(index, op, true, FailureKind::kNone, 0);
       return;
     }
-    const std::uint64_t offset = it->second.offset;
+    IdSlot slot = std::move(it->second);
     ids_.erase(it);
-    const FreeStatus status = space_->vfree_offset(offset);
-    if (status != FreeStatus::kOk) {
-      // The trace freed a live area by its start: any refusal is an allocator bug.
-      violation(index, std::string("vfree of live area at ") + hex(offset) + " returned " + free_status_name(status));
+    const std::uint64_t offset = slot.kind == OpKind::kKmalloc ? 0 : offset_of(slot.addr);
+    ReleaseStatus status = ReleaseStatus::kOk;
+    if (slot.kind == OpKind::kAlloc || slot.kind == OpKind::kHuge) status = vm_->vfree(slot.addr);
+    if (slot.kind == OpKind::kKmalloc) status = vm_->kfree(slot.addr);
+    if (slot.kind == OpKind::kMapRam) {
+      status = vm_->vm_unmap_ram(slot.addr, slot.pfns.size());
+      if (status == ReleaseStatus::kOk) vm_->free_pages(slot.pfns);
+    }
+    if (status != ReleaseStatus::kOk) {
+      // The trace freed what the id holds with the matching function: any refusal is a bug.
+      violation(index, std::string("freeing id ") + std::to_string(op.id) + " returned " + release_status_name(status));
       return;
     }
-    if (model_) {
+    if (model_ && slot.kind == OpKind::kKmalloc) {
+      const std::uint64_t pfn = *vm_->phys().virt_to_pfn(slot.addr);
+      const auto ms = phys_model_->free_block(pfn, kmalloc_orders_.at(pfn));
+      kmalloc_orders_.erase(pfn);
+      if (ms != reference::PhysFreeStatus::kOk) {
+        diverge(index, "kfree of pfn " + std::to_string(pfn), std::string(reference::phys_free_status_name(ms)));
+        return;
+      }
+    } else if (model_) {
       const reference::FreeStatus ms = model_->free(offset);
       if (ms != reference::FreeStatus::kOk) {
         diverge(index, "freed " + hex(offset), "free returned " + std::string(reference::free_status_name(ms)));
@@ -176,6 +278,11 @@ class Replayer {
     if (!always && index % kStatsEvery != 0) return;
     const VirtualSpaceStats s = space_->stats();
     const reference::ModelStats m = model_->stats();
+    if (vm_->phys().stats().free_pages != phys_model_->free_page_count()) {
+      diverge(index, "free pages " + std::to_string(vm_->phys().stats().free_pages),
+              "free pages " + std::to_string(phys_model_->free_page_count()));
+      return;
+    }
     if (s.free_bytes != m.free_bytes || s.lazy_bytes != m.lazy_bytes || s.largest_free_bytes != m.largest_free_bytes ||
         s.free_extents != m.free_extents || s.live_bytes != m.live_bytes) {
       auto text = [](std::uint64_t free, std::uint64_t largest, std::uint64_t extents, std::uint64_t lazy,
@@ -189,7 +296,7 @@ class Replayer {
   }
 
   void check() {
-    if (std::string why = space_->check(); !why.empty()) violation(result_.ops, "check(): " + why);
+    if (std::string why = vm_->check(); !why.empty()) violation(result_.ops, "check(): " + why);
     if (model_ && !stopped_)
       if (std::string why = model_->validate(); !why.empty()) violation(result_.ops, "reference validate(): " + why);
   }
@@ -211,8 +318,16 @@ class Replayer {
 
   OpSource& source_;
   const ReplayOptions& options_;
-  std::unique_ptr<VirtualSpace> space_;
+  std::uint64_t offset_of(const void* addr) const {
+    return static_cast<std::uint64_t>(static_cast<const char*>(addr) - static_cast<const char*>(space_->base()));
+  }
+
+  Backing backing_ = Backing::kNone;
+  std::unique_ptr<Vmalloc> vm_;
+  VirtualSpace* space_ = nullptr;  // vm_'s address space
   std::unique_ptr<reference::ReferenceModel> model_;
+  std::unique_ptr<reference::PhysicalModel> phys_model_;
+  std::map<std::uint64_t, unsigned> kmalloc_orders_;  // differential: pfn -> order of live kmallocs
   std::unordered_map<std::uint64_t, IdSlot> ids_;
   ReplayResult result_;
   bool stopped_ = false;
@@ -231,7 +346,7 @@ std::string replay_result_json(const ReplayResult& r) {
   j["region_bytes"] = r.header.region_bytes;
   j["guard_pages"] = r.header.guard_pages;
   j["lazy_pages"] = r.header.lazy_pages;
-  j["backing"] = std::string(backing_name(r.header.backing));
+  j["backing"] = std::string(backing_name(r.backing));
   j["ops"] = r.ops;
   j["allocs"] = r.allocs;
   j["alloc_attempts"] = r.alloc_attempts;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "allocator/core/failure.h"
+#include "allocator/vmalloc/vmalloc.h"
 #include "allocator/vspace/virtual_space.h"
 #include "harness/trace/op.h"
 
@@ -60,6 +61,7 @@ struct ReplayOptions {
   std::uint64_t check_every = 0;     // run check() every N ops (and at the end); 0 = never
   std::size_t maps_at_failures = 16; // record the address-space map at the first N failures
   bool stop_at_first_failure = false;  // the minimiser only needs the first one
+  std::optional<Backing> backing;      // overrides the trace's `backing` directive
   // Called after every op with its index and the op; for timelines. Must not throw.
   std::function<void(std::uint64_t op_index, const Op& op, const VirtualSpace& space, bool ok,
                      FailureKind failure, std::uint64_t offset)>
@@ -90,6 +92,7 @@ struct Divergence {
 struct ReplayResult {
   std::string trace_name;
   TraceHeader header;
+  Backing backing = Backing::kNone;  // the backing replayed (the header's, or the override)
   std::uint64_t ops = 0;
   std::uint64_t allocs = 0;          // successful allocations
   std::uint64_t alloc_attempts = 0;
@@ -107,8 +110,11 @@ struct ReplayResult {
   std::uint64_t invariant_op = 0;
 };
 
-// Runs the ops. Throws InputError (bad trace, unsupported op or backing). The VirtualSpace is
-// created from the header (region, guard, lazy); creation failure is an InputError at line 0.
+// Runs the ops on a Vmalloc built from the header (region, guard, lazy, phys, backing): a, f, p
+// and the physical-memory ops k (kmalloc), m (vm_map_ram of that many fresh pages), h
+// (vmalloc_huge). Throws InputError for a bad trace; for --differential with a backing other than
+// none or with k/m/h ops (the reference model covers the address space only); and, at line 0,
+// when the allocator cannot be created.
 [[nodiscard]] ReplayResult replay(OpSource& source, const ReplayOptions& options);
 
 // The result as the public JSON object (harness/TRACE_FORMAT.md, "Replay results"). Deterministic.

@@ -85,18 +85,59 @@ TEST(Replay, LazyTraceDefaultHoldsFreedSpace) {
   EXPECT_EQ(r.placements.at(2), 0u);  // after the explicit purge
 }
 
-TEST(Replay, PhysicalOpsAreRefusedWithTheirLine) {
-  try {
-    (void)run("vmtrace 1\nregion 1M\na 0 4K\nk 1 8K\n");
-    FAIL() << "k was accepted";
-  } catch (const InputError& e) {
-    EXPECT_EQ(e.line(), 4u);
-    EXPECT_NE(std::string(e.what()).find("physical-memory layer"), std::string::npos) << e.what();
+// k, m, h drive the physical-memory layer: with 1 MiB of physical memory held one page each by
+// kmalloc and every other page freed, a two-page kmalloc fails with physical-fragmentation while
+// vm_map_ram and vmalloc_huge (falling back to pages) still succeed. Every backing.
+TEST(Replay, PhysicalOpsReplayInEveryBacking) {
+  std::string text = "vmtrace 1\nregion 64M\nphys 1M\nlazy 0\n";
+  for (int i = 0; i < 256; ++i) text += "k " + std::to_string(i) + " 4K\n";
+  for (int i = 0; i < 256; i += 2) text += "f " + std::to_string(i) + "\n";
+  text += "k 1000 8K\nm 1001 2\nh 1002 2M\nf 1001\nf 1002\na 1003 4K\np\n";
+  for (const char* backing : {"none", "anon", "memfd"}) {
+    SCOPED_TRACE(backing);
+    std::string t = text;
+    t.insert(t.find("lazy 0\n") + 7, std::string("backing ") + backing + "\n");
+    StringSource source(t);
+    ReplayOptions options;
+    options.check_every = 64;
+    const ReplayResult r = replay(source, options);
+    EXPECT_EQ(r.invariant_violation, "");
+    // none: no pages behind vmalloc, so vmalloc_huge succeeds; anon and memfd: it falls back to
+    // 512 pages and only about 126 are free.
+    ASSERT_EQ(r.failures.size(), std::string(backing) == "none" ? 1u : 2u);
+    EXPECT_EQ(r.failures[0].kind, FailureKind::kPhysicalFragmentation);
+    EXPECT_EQ(r.failures[0].line, 390u);  // the `k 1000 8K` line
+    if (std::string(backing) != "none") {
+      EXPECT_EQ(r.failures[1].kind, FailureKind::kNoPhysicalMemory);
+    }
+    EXPECT_EQ(r.frees, 128u + (std::string(backing) == "none" ? 2u : 1u));
   }
 }
 
-TEST(Replay, NonNoneBackingIsRefused) {
-  EXPECT_THROW((void)run("vmtrace 1\nregion 1M\nbacking memfd\na 0 4K\n"), InputError);
+// k and h under --differential: the buddy model and the address-space model follow them.
+TEST(Replay, DifferentialFollowsKmallocAndHuge) {
+  std::string text = "vmtrace 1\nregion 64M\nphys 1M\nlazy 0\n";
+  for (int i = 0; i < 256; ++i) text += "k " + std::to_string(i) + " " + std::to_string(4096 * (1 + i % 3)) + "\n";
+  for (int i = 0; i < 256; i += 3) text += "f " + std::to_string(i) + "\n";
+  text += "k 1000 16K\nh 1001 3M\na 1002 4K 2M\nh 1003 1M\nf 1001\nh 1004 60M\nf 1003\np\n";
+  const ReplayResult r = run(text, /*differential=*/true);
+  EXPECT_FALSE(r.divergence) << r.divergence->allocator << " vs " << r.divergence->reference;
+  EXPECT_EQ(r.invariant_violation, "");
+  EXPECT_FALSE(r.failures.empty());  // the physical memory ran out along the way
+}
+
+TEST(Replay, DifferentialRefusesWhatTheModelCannotFollow) {
+  try {
+    (void)run("vmtrace 1\nregion 64M\na 0 4K\nk 1 8K\nm 2 1\n", /*differential=*/true);
+    FAIL() << "m was accepted under --differential";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.line(), 5u);
+    EXPECT_NE(std::string(e.what()).find("--differential covers a, f, p, k and h"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)run("vmtrace 1\nregion 1M\nbacking memfd\na 0 4K\n", true), InputError);
+  const ReplayResult r = run("vmtrace 1\nregion 1M\nbacking memfd\na 0 4K\nf 0\n");  // without: fine
+  EXPECT_EQ(r.allocs, 1u);
+  EXPECT_EQ(r.backing, Backing::kMemfd);
 }
 
 TEST(Replay, JsonHasTheDocumentedKeysAndIsDeterministic) {

@@ -99,11 +99,27 @@ def test_malformed_trace_is_a_clean_input_error(cli, tmp_path, name):
     assert [p.name for p in tmp_path.iterdir()] == [t.name]
 
 
-def test_physical_ops_are_refused_not_ignored(cli, tmp_path):
-    t = write(tmp_path, "k.vmtrace", "vmtrace 1\nregion 1M\na 0 4K\nk 1 8K\n")
-    r = run(cli, "replay", t)
+def test_physical_ops_replay_and_m_is_outside_differential(cli, tmp_path):
+    t = write(tmp_path, "k.vmtrace", "vmtrace 1\nregion 64M\na 0 4K\nk 1 8K\nm 2 3\nh 3 2M\nf 1\nf 2\nf 3\n")
+    r = run(cli, "replay", t, "--differential")
     assert r.returncode == 2
-    assert r.stderr.startswith(f"{t}:4: error: op 'k' needs the physical-memory layer")
+    assert r.stderr.startswith(f"{t}:5: error: op 'm': --differential covers a, f, p, k and h")
+    for backing in ("none", "anon", "memfd"):
+        r = run(cli, "replay", t, "--json", "--backing", backing, "--check-every", "1")
+        assert r.returncode == 0, (backing, r.stderr)
+        j = json.loads(r.stdout)
+        assert j["backing"] == backing
+        assert (j["allocs"], j["frees"]) == (4, 3), (backing, j)
+    assert run(cli, "replay", t, "--backing", "bogus").returncode == 2
+
+
+def test_workloads_with_physical_ops_replay_in_every_backing(cli, tmp_path, repo):
+    for name in workload_names(cli, physical=True):
+        t = tmp_path / f"{name}.vmtrace"
+        assert run(cli, "gen", name, "--seed", 1, "--ops", 4000, "-o", t, cwd=repo).returncode == 0
+        for backing in ("none", "anon", "memfd"):
+            r = run(cli, "replay", t, "--backing", backing, "--check-every", "500")
+            assert r.returncode == 0, f"{name} {backing}: {r.stderr}"
 
 
 def test_usage_errors_exit_2(cli, tmp_path):
