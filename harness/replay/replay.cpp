@@ -8,6 +8,7 @@
 
 #include "harness/reference/physical_model.h"
 #include "harness/reference/reference_model.h"
+#include "harness/reference/vm_map_ram_model.h"
 #include "harness/trace/input_error.h"
 
 namespace vmfrag {
@@ -66,6 +67,7 @@ class Replayer {
     if (options.differential) {
       model_ = std::make_unique<reference::ReferenceModel>(reference::ModelConfig::from_header(h));
       phys_model_ = std::make_unique<reference::PhysicalModel>(h.phys_bytes / kPageSize);
+      map_ram_model_ = std::make_unique<reference::VmMapRamModel>(*model_, *phys_model_);
     }
     result_.trace_name = source.name();
     result_.header = h;
@@ -94,17 +96,15 @@ class Replayer {
       case OpKind::kFree: return free(index, op);
       case OpKind::kPurge:
         vm_->purge();
-        if (model_) model_->purge();
+        if (model_) {
+          map_ram_model_->purge_fragmented();
+          model_->purge();
+        }
         ++result_.purges_requested;
         compare_stats(index, true);
         notify(index, op, true, FailureKind::kNone, 0);
         return;
       case OpKind::kMapRam:
-        if (model_)
-          throw InputError(source_.name(), source_.line(),
-                           "op 'm': --differential covers a, f, p, k and h; the reference model has no "
-                           "vm_map_ram blocks yet");
-        return physical(index, op);
       case OpKind::kKmalloc:
       case OpKind::kHuge:
         return physical(index, op);
@@ -147,6 +147,18 @@ class Replayer {
   // The model's answer to k (an independent buddy model) and h (backing none: address space only,
   // a 2 MiB-aligned area of the rounded size first, then a page-granular one, as vmalloc_huge).
   bool compare_physical(std::uint64_t index, const Op& op, const VmallocResult& r) {
+    if (op.kind == OpKind::kMapRam) {
+      const reference::VmMapRamModel::Mapping m = map_ram_model_->map(op.size);
+      const std::uint64_t offset = r.ok() ? offset_of(r.addr) : 0;
+      std::vector<std::uint64_t> pfns;
+      for (std::uint64_t i = 0; r.ok() && i < op.size; ++i)
+        pfns.push_back(*vm_->vmalloc_to_pfn(static_cast<char*>(r.addr) + i * kPageSize));
+      if (m.failure != r.failure || (r.ok() && (m.offset != offset || m.pfns != pfns))) {
+        diverge(index, outcome_text(r.failure, offset), outcome_text(m.failure, m.offset));
+        return false;
+      }
+      return true;
+    }
     if (op.kind == OpKind::kKmalloc) {
       const std::uint64_t pages = (op.size + kPageSize - 1) / kPageSize;
       unsigned order = 0;
@@ -235,6 +247,11 @@ class Replayer {
       kmalloc_orders_.erase(pfn);
       if (ms != reference::PhysFreeStatus::kOk) {
         diverge(index, "kfree of pfn " + std::to_string(pfn), std::string(reference::phys_free_status_name(ms)));
+        return;
+      }
+    } else if (model_ && slot.kind == OpKind::kMapRam) {
+      if (!map_ram_model_->unmap(offset)) {
+        diverge(index, "vm_unmap_ram of " + hex(offset), "no such mapping");
         return;
       }
     } else if (model_) {
@@ -327,6 +344,7 @@ class Replayer {
   VirtualSpace* space_ = nullptr;  // vm_'s address space
   std::unique_ptr<reference::ReferenceModel> model_;
   std::unique_ptr<reference::PhysicalModel> phys_model_;
+  std::unique_ptr<reference::VmMapRamModel> map_ram_model_;
   std::map<std::uint64_t, unsigned> kmalloc_orders_;  // differential: pfn -> order of live kmallocs
   std::unordered_map<std::uint64_t, IdSlot> ids_;
   ReplayResult result_;

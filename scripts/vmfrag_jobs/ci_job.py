@@ -12,9 +12,6 @@ from pathlib import Path
 
 from . import bootstrap, build, paths, testing
 
-# Workloads that emit k/m/h ops replay without --differential: the reference model covers the
-# address space only, so their reference column says so instead of claiming agreement.
-NO_REFERENCE = "n/a (k/m/h)"
 
 
 def _cli():
@@ -26,7 +23,7 @@ def list_workloads():
     return json.loads(out)
 
 
-def run_workload(name, seed, ops, out_dir: Path, differential=True):
+def run_workload(name, seed, ops, out_dir: Path):
     """Generates and replays one workload; returns its record for ci.json and the table."""
     trace = out_dir / "traces" / f"{name}-seed{seed}.vmtrace"
     gen = [_cli(), "gen", name, "--seed", str(seed), "-o", str(trace)]
@@ -37,8 +34,8 @@ def run_workload(name, seed, ops, out_dir: Path, differential=True):
     if g.returncode != 0:
         rec.update(status="error", error=g.stderr.strip())
         return rec
-    cmd = [_cli(), "replay", str(trace), "--json", "--maps", "1"] + (["--differential"] if differential else [])
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=paths.REPO)
+    r = subprocess.run([_cli(), "replay", str(trace), "--json", "--differential", "--maps", "1"],
+                       capture_output=True, text=True, cwd=paths.REPO)
     if r.returncode not in (0, 3):
         rec.update(status="error", error=r.stderr.strip())
         return rec
@@ -46,7 +43,6 @@ def run_workload(name, seed, ops, out_dir: Path, differential=True):
     agree = res["divergence"] is None and res["invariant_violation"] is None
     rec.update(
         status="ok" if agree else "divergence",
-        differential=differential,
         error=r.stderr.strip() if not agree else "",
         ops=res["ops"],
         failures_by_kind=res["failures_by_kind"],
@@ -72,7 +68,7 @@ def print_table(records):
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(r["failures_by_kind"].items())) or "none"
         table.add_row(r["workload"], str(r["seed"]), str(r["ops"]), kinds,
                       f"{r['peak_live_bytes'] / 2**20:.1f} MiB", f"{r['external_fragmentation']:.3f}",
-                      ("agrees" if r["differential"] else NO_REFERENCE) if r["status"] == "ok" else "DIVERGES")
+                      "agrees" if r["status"] == "ok" else "DIVERGES")
     Console(width=160).print(table)
 
 
@@ -90,7 +86,7 @@ def run(args):
     records = []
     for w in list_workloads():
         for seed in range(1, args.seeds + 1):
-            records.append(run_workload(w["name"], seed, args.ops, out_dir, differential=not w["needs_physical"]))
+            records.append(run_workload(w["name"], seed, args.ops, out_dir))
     print_table(records)
     bad = [r for r in records if r["status"] in ("error", "divergence")]
     for r in bad:
