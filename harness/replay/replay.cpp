@@ -50,7 +50,8 @@ class Replayer {
     backing_ = options.backing.value_or(h.backing);
     if (options.differential && backing_ != Backing::kNone)
       throw InputError(source.name(), 0,
-                       "--differential covers backing none only: the reference model has no physical memory yet");
+                       "--differential covers backing none only: the reference models do not account the pages "
+                       "of anon/memfd areas yet");
     if (h.phys_bytes == 0) throw InputError(source.name(), 0, "phys 0: replay needs at least one page of physical memory");
     VmallocConfig config;
     config.space.region_bytes = h.region_bytes;
@@ -144,8 +145,10 @@ class Replayer {
     notify(index, op, r.ok(), r.failure, 0);
   }
 
-  // The model's answer to k (an independent buddy model) and h (backing none: address space only,
-  // a 2 MiB-aligned area of the rounded size first, then a page-granular one, as vmalloc_huge).
+  // The models' answer to m (the block model over the address-space and page models), k (the
+  // page model) and h (backing none: address space only, a 2 MiB-aligned area of the rounded size
+  // first, then a page-granular one, as vmalloc_huge). False, with the divergence recorded, when
+  // they disagree with the allocator.
   bool compare_physical(std::uint64_t index, const Op& op, const VmallocResult& r) {
     if (op.kind == OpKind::kMapRam) {
       const reference::VmMapRamModel::Mapping m = map_ram_model_->map(op.size);
