@@ -114,6 +114,13 @@ Vmalloc::~Vmalloc() {
     if (e.state != MapEntry::State::kFree) unpoison(static_cast<char*>(space_->base()) + e.offset, e.bytes);
 }
 
+std::optional<std::uint64_t> Vmalloc::region_offset(const void* addr) const {
+  const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
+  const auto a = reinterpret_cast<std::uintptr_t>(addr);
+  if (a < base || a - base >= space_->region_bytes()) return std::nullopt;
+  return a - base;
+}
+
 std::uint64_t Vmalloc::map_limit() const { return config_.map_cap != 0 ? config_.map_cap : os_map_limit_; }
 
 VmallocResult Vmalloc::vmalloc(std::uint64_t size, std::uint64_t align) {
@@ -300,10 +307,9 @@ ReleaseStatus Vmalloc::release_area(const void* addr, AreaKind wanted, const cha
   if (addr == nullptr) return ReleaseStatus::kNull;
   std::lock_guard lock(mutex_);
   if (phys_->virt_to_pfn(addr)) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
-  const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
-  const auto a = reinterpret_cast<std::uintptr_t>(addr);
-  if (a < base || a - base >= space_->region_bytes()) return misuse_locked(ReleaseStatus::kUnknown, fn, addr);
-  auto it = areas_.find(a - base);
+  const std::optional<std::uint64_t> offset = region_offset(addr);
+  if (!offset) return misuse_locked(ReleaseStatus::kUnknown, fn, addr);
+  auto it = areas_.find(*offset);
   if (it == areas_.end()) return misuse_locked(ReleaseStatus::kUnknown, fn, addr);
   const AreaKind kind = it->second.kind == AreaKind::kHuge ? AreaKind::kVmalloc : it->second.kind;
   if (kind != wanted) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
@@ -342,19 +348,18 @@ ReleaseStatus Vmalloc::misuse_locked(ReleaseStatus status, const char* fn, const
 
 std::optional<std::uint64_t> Vmalloc::vmalloc_to_pfn(const void* addr) const {
   std::lock_guard lock(mutex_);
-  const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
-  const auto a = reinterpret_cast<std::uintptr_t>(addr);
-  if (a < base || a - base >= space_->region_bytes()) return std::nullopt;
-  auto small = map_ram_.upper_bound(a - base);
+  const std::optional<std::uint64_t> offset = region_offset(addr);
+  if (!offset) return std::nullopt;
+  auto small = map_ram_.upper_bound(*offset);
   if (small != map_ram_.begin()) {
     --small;
-    const std::uint64_t page = (a - base - small->first) / kPage;
+    const std::uint64_t page = (*offset - small->first) / kPage;
     if (page < small->second.pfns.size()) return small->second.pfns[page];
   }
-  auto it = areas_.upper_bound(a - base);
+  auto it = areas_.upper_bound(*offset);
   if (it == areas_.begin()) return std::nullopt;
   --it;
-  const std::uint64_t page = (a - base - it->first) / kPage;
+  const std::uint64_t page = (*offset - it->first) / kPage;
   if (page >= it->second.pfns.size()) return std::nullopt;  // none mode: no pages behind vmalloc
   return it->second.pfns[page];
 }
@@ -404,13 +409,12 @@ VmallocResult Vmalloc::vm_map_ram(const std::vector<std::uint64_t>& pfns) {
 ReleaseStatus Vmalloc::vm_unmap_ram(const void* addr, std::uint64_t pages) {
   if (addr == nullptr) return ReleaseStatus::kNull;
   std::lock_guard lock(mutex_);
-  const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
-  const auto a = reinterpret_cast<std::uintptr_t>(addr);
   if (phys_->virt_to_pfn(addr)) return misuse_locked(ReleaseStatus::kWrongFunction, "vm_unmap_ram", addr);
-  if (a < base || a - base >= space_->region_bytes()) return misuse_locked(ReleaseStatus::kUnknown, "vm_unmap_ram", addr);
-  auto small = map_ram_.find(a - base);
+  const std::optional<std::uint64_t> offset = region_offset(addr);
+  if (!offset) return misuse_locked(ReleaseStatus::kUnknown, "vm_unmap_ram", addr);
+  auto small = map_ram_.find(*offset);
   if (small == map_ram_.end()) {
-    auto it = areas_.find(a - base);
+    auto it = areas_.find(*offset);
     if (it == areas_.end()) return misuse_locked(ReleaseStatus::kUnknown, "vm_unmap_ram", addr);
     if (it->second.kind != AreaKind::kMapRam || it->second.pages != pages)
       return misuse_locked(ReleaseStatus::kWrongFunction, "vm_unmap_ram", addr);
@@ -465,8 +469,8 @@ VmallocResult Vmalloc::vmalloc_huge(std::uint64_t size) {
 std::uint64_t Vmalloc::huge_backed_bytes(const void* addr) const {
   std::lock_guard lock(mutex_);
   if (config_.backing != BackingMode::kAnon) return 0;  // shmem THP is off for memfd; none has no pages
-  const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
-  auto it = areas_.find(reinterpret_cast<std::uintptr_t>(addr) - base);
+  const std::optional<std::uint64_t> offset = region_offset(addr);
+  auto it = offset ? areas_.find(*offset) : areas_.end();
   if (it == areas_.end()) return 0;
   std::uint64_t bytes = 0;
   if (os_.anon_huge_bytes(const_cast<void*>(addr), it->second.pages * kPage, &bytes) != 0) return 0;
@@ -491,12 +495,8 @@ ReleaseStatus Vmalloc::kfree(const void* addr) {
   if (addr == nullptr) return ReleaseStatus::kNull;
   std::lock_guard lock(mutex_);
   const std::optional<std::uint64_t> pfn = phys_->virt_to_pfn(addr);
-  if (!pfn) {
-    const auto base = reinterpret_cast<std::uintptr_t>(space_->base());
-    const auto a = reinterpret_cast<std::uintptr_t>(addr);
-    const bool in_region = a >= base && a - base < space_->region_bytes();
-    return misuse_locked(in_region ? ReleaseStatus::kWrongFunction : ReleaseStatus::kUnknown, "kfree", addr);
-  }
+  if (!pfn)
+    return misuse_locked(region_offset(addr) ? ReleaseStatus::kWrongFunction : ReleaseStatus::kUnknown, "kfree", addr);
   auto it = kmalloc_.find(*pfn);
   if (it == kmalloc_.end() || phys_->pfn_to_virt(*pfn) != addr)
     return misuse_locked(ReleaseStatus::kUnknown, "kfree", addr);

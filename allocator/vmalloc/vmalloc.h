@@ -207,6 +207,8 @@ class Vmalloc {
   void release_block_locked(std::uint64_t block_offset);
   ReleaseStatus misuse_locked(ReleaseStatus status, const char* fn, const void* addr);
   [[nodiscard]] std::uint64_t map_limit() const;
+  // addr's offset in the region, nullopt outside it. O(1).
+  [[nodiscard]] std::optional<std::uint64_t> region_offset(const void* addr) const;
 
   const VmallocConfig config_;
   OsInterface& os_;
