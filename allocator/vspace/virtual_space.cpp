@@ -16,8 +16,6 @@ namespace vmfrag {
 namespace {
 
 constexpr std::uint64_t kPage = kVirtualPageSize;
-constexpr std::uint64_t kMinRegion = 64ull << 10;
-constexpr std::uint64_t kMaxRegion = 16ull << 40;
 constexpr std::size_t kMisuseLogCap = 64;
 
 bool is_pow2(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
@@ -53,7 +51,7 @@ const char* free_status_name(FreeStatus s) {
 
 VirtualSpace::CreateResult VirtualSpace::create(const VirtualSpaceConfig& config) {
   CreateResult r;
-  if (config.region_bytes % kPage != 0 || config.region_bytes < kMinRegion || config.region_bytes > kMaxRegion) {
+  if (config.region_bytes % kPage != 0 || config.region_bytes < kMinRegionBytes || config.region_bytes > kMaxRegionBytes) {
     r.error = EINVAL;
     r.message = "region_bytes=" + std::to_string(config.region_bytes) +
                 " must be a multiple of 4096 in [64 KiB, 16 TiB]";

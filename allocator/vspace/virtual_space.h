@@ -31,13 +31,18 @@
 namespace vmfrag {
 
 inline constexpr std::uint64_t kVirtualPageSize = 4096;
+// The region sizes a VirtualSpace accepts (page multiples in between): below 64 KiB no workload
+// means anything; 16 TiB is half the x86-64 kernel's vmalloc range and what one reservation can
+// get on every machine we run on. The vmtrace format states the same bounds.
+inline constexpr std::uint64_t kMinRegionBytes = 64ull << 10;
+inline constexpr std::uint64_t kMaxRegionBytes = 16ull << 40;
 
 // The kernel's lazy_max_pages(): fls(online CPUs) * 32 MiB / PAGE_SIZE. Machine-dependent, so the
 // library default only; traces fix their own threshold (8192, the one-CPU value).
 [[nodiscard]] std::uint64_t kernel_lazy_threshold_pages();
 
 struct VirtualSpaceConfig {
-  std::uint64_t region_bytes = 1ull << 30;  // page multiple, 64 KiB .. 16 TiB
+  std::uint64_t region_bytes = 1ull << 30;  // page multiple, kMinRegionBytes .. kMaxRegionBytes
   std::uint32_t guard_pages = 1;            // inaccessible pages after every area; 0 allowed
   // Lazily freed pages (guards included) that may be held before a purge; 0 = eager free.
   // Trade-off, as in the kernel: a higher threshold batches the expensive part of a free (TLB

@@ -1,20 +1,21 @@
 // vmfrag: the command-line front end of the harness (replay, gen, minimize, import-*, workloads).
-// Exit codes: 0 ran (allocation failures are results), 2 bad input or usage, 3 divergence from the
-// reference model or an invariant violation. Bad input prints `FILE:LINE: error: ...` to stderr and
-// writes nothing: output files appear whole (written beside, then renamed) or not at all.
-#include <unistd.h>
-
+// Exit codes: 0 ran (allocation failures are results), 2 bad input, bad usage or an unwritable
+// output, 3 divergence from the reference model or an invariant violation, 1 an internal error.
+// Bad input prints one line `FILE:LINE: error: ...` (`FILE: error: ...` for the whole file,
+// `vmfrag: error: ...` for the command line) to stderr and loses nothing: outputs go through
+// OutputFile (harness/files/output_file.h), which never replaces an input or a special file and
+// leaves no temporary behind. Every numeric option is checked against the range its --help states.
 #include <CLI/CLI.hpp>
-#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "allocator/vspace/virtual_space.h"
+#include "harness/files/input_file.h"
+#include "harness/files/output_file.h"
 #include "harness/minimize/minimizer.h"
 #include "harness/replay/replay.h"
 #include "harness/trace/input_error.h"
@@ -29,37 +30,6 @@ namespace vmfrag {
 namespace {
 
 constexpr int kExitOk = 0, kExitInput = 2, kExitDivergence = 3;
-
-// An output file that appears only when commit() is called: written to a temporary name beside
-// the target, renamed over it at the end. With an empty path it is standard output.
-class AtomicOutput {
- public:
-  explicit AtomicOutput(std::string path) : path_(std::move(path)) {
-    if (path_.empty() || path_ == "-") return;
-    tmp_ = path_ + ".tmp." + std::to_string(getpid());
-    file_.open(tmp_, std::ios::out | std::ios::trunc | std::ios::binary);
-    if (!file_) throw InputError(path_, 0, std::string("cannot write: ") + std::strerror(errno));
-  }
-  ~AtomicOutput() {
-    if (!tmp_.empty() && !committed_) std::remove(tmp_.c_str());
-  }
-  std::ostream& stream() { return tmp_.empty() ? std::cout : file_; }
-  void commit() {
-    if (tmp_.empty()) {
-      std::cout.flush();
-      return;
-    }
-    file_.close();
-    if (!file_ || std::rename(tmp_.c_str(), path_.c_str()) != 0)
-      throw InputError(path_, 0, std::string("cannot write: ") + std::strerror(errno));
-    committed_ = true;
-  }
-
- private:
-  std::string path_, tmp_;
-  std::ofstream file_;
-  bool committed_ = false;
-};
 
 class TraceWriterSink final : public OpSink {
  public:
@@ -88,11 +58,27 @@ class ReaderSource final : public OpSource {
   TraceReader& reader_;
 };
 
-std::uint64_t parse_size_arg(const std::string& option, const std::string& text) {
-  auto v = parse_size(text);
-  if (!v) throw InputError("<args>", 0, option + ": '" + text + "' is not a size (bytes, or K/M/G/T suffix)");
+// A whole number within [lo, hi], as an option's value; the range is the one its --help states.
+std::uint64_t parse_number_arg(const std::string& option, const std::string& text, std::uint64_t lo,
+                               std::uint64_t hi) {
+  const ParsedNumber n = parse_count_checked(text);
+  if (n.status != NumberTextStatus::kOk || n.value < lo || n.value > hi)
+    throw InputError("<args>", 0, option + ": '" + text + "' is not a whole number from " + std::to_string(lo) +
+                                      " to " + std::to_string(hi));
+  return n.value;
+}
+
+// A size (bytes, or K/M/G/T) that is a page multiple within [lo, hi].
+std::uint64_t parse_region_arg(const std::string& option, const std::string& text, std::uint64_t lo,
+                               std::uint64_t hi) {
+  const std::optional<std::uint64_t> v = parse_size(text);
+  if (!v || *v % kPageSize != 0 || *v < lo || *v > hi)
+    throw InputError("<args>", 0, option + ": '" + text + "' is not a multiple of 4096 bytes from " + format_size(lo) +
+                                      " to " + format_size(hi) + " (bytes, or a K/M/G/T suffix)");
   return *v;
 }
+
+InputRef input_ref(const InputFile& file) { return {file.path() == "-" ? "<stdin>" : file.path(), file.identity()}; }
 
 std::string human_summary(const ReplayResult& r) {
   std::ostringstream o;
@@ -119,23 +105,17 @@ int cmd_replay(const std::string& path, bool json, bool differential, std::uint6
   if (backing == "memfd") backing_override = Backing::kMemfd;
   if (!backing.empty() && !backing_override)
     throw InputError("<args>", 0, "--backing " + backing + ": expected none, anon or memfd");
-  std::ifstream file;
-  std::istream* in = &std::cin;
-  if (path != "-") {
-    file.open(path, std::ios::binary);
-    if (!file) throw InputError(path, 0, std::string("cannot open trace: ") + std::strerror(errno));
-    in = &file;
-  }
-  TraceReader reader(*in, path);
+  InputFile file(path, "trace");
+  std::unique_ptr<OutputFile> timeline_out;
+  if (!timeline.empty()) timeline_out = std::make_unique<OutputFile>(timeline, std::vector{input_ref(file)});
+  TraceReader reader(file.stream(), path);
   ReaderSource source(reader);
   ReplayOptions options;
   options.differential = differential;
   options.check_every = check_every;
   options.maps_at_failures = maps;
   options.backing = backing_override;
-  std::unique_ptr<AtomicOutput> timeline_out;
-  if (!timeline.empty()) {
-    timeline_out = std::make_unique<AtomicOutput>(timeline);
+  if (timeline_out) {
     std::ostream& tl = timeline_out->stream();
     options.on_op = [&tl](std::uint64_t i, const Op& op, const VirtualSpace& vs, bool ok, FailureKind f,
                           std::uint64_t off) { tl << timeline_line(i, op, vs, ok, f, off) << '\n'; };
@@ -161,29 +141,39 @@ int cmd_replay(const std::string& path, bool json, bool differential, std::uint6
   return kExitOk;
 }
 
-int cmd_gen(const std::string& name, std::uint64_t seed, std::uint64_t ops, const std::string& region,
+int cmd_gen(const std::string& name, std::uint64_t seed, std::uint64_t ops, std::uint64_t region_bytes,
             const std::string& profile, const std::string& out_path) {
+  const WorkloadInfo* info = find_workload(name);
+  if (info == nullptr) throw InputError("<args>", 0, "unknown workload '" + name + "' (see 'vmfrag workloads')");
+  if (!profile.empty() && !info->uses_profile)
+    throw InputError("<args>", 0, "--profile: workload '" + name + "' does not read a profile");
   WorkloadParams params;
   params.seed = seed;
   params.ops = ops;
-  params.region_bytes = region.empty() ? 0 : parse_size_arg("--region", region);
+  params.region_bytes = region_bytes;
   params.profile_path = profile;
-  AtomicOutput out(out_path);
+  std::vector<InputRef> inputs;
+  if (info->uses_profile) {
+    const std::string p = profile.empty() ? std::string(kDefaultProfilePath) : profile;
+    inputs.push_back({p, identity_of_path(p)});
+  }
+  OutputFile out(out_path, inputs);
   TraceWriterSink sink(out.stream(), "generated by: vmfrag gen " + name + " --seed " + std::to_string(seed) +
                                          (ops ? " --ops " + std::to_string(ops) : "") +
-                                         (region.empty() ? "" : " --region " + region));
+                                         (region_bytes ? " --region " + format_size(region_bytes) : ""));
   (void)generate(name, params, sink);
   out.commit();
   return kExitOk;
 }
 
 int cmd_minimize(const std::string& path, const std::string& out_path) {
-  TraceReader reader = TraceReader::open(path);
+  InputFile file(path, "trace");
+  TraceReader reader(file.stream(), path);
+  OutputFile out(out_path, {input_ref(file)});  // refused here, before the work, if it is the input
   std::vector<Op> ops;
   for (Op op; reader.next(op);) ops.push_back(op);
   const MinimizeResult m = minimize_trace(reader.header(), ops);
   if (m.kind == FailureKind::kNone) throw InputError(path, 0, "nothing to minimize: no allocation fails in this trace");
-  AtomicOutput out(out_path);
   TraceWriter writer(out.stream());
   writer.write_comment("minimized by vmfrag minimize from " + path + ": " + std::to_string(m.original_ops) + " ops -> " +
                        std::to_string(m.ops.size()) + " ops in " + std::to_string(m.replays) + " replays");
@@ -199,11 +189,10 @@ int cmd_minimize(const std::string& path, const std::string& out_path) {
 
 template <class Import>
 int cmd_import(const std::string& path, const std::string& out_path, const std::string& what, Import import) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path, 0, std::string("cannot open: ") + std::strerror(errno));
-  AtomicOutput out(out_path);
+  InputFile in(path);
+  OutputFile out(out_path, {input_ref(in)});
   TraceWriterSink sink(out.stream(), "imported by: vmfrag " + what + " " + path);
-  import(in, sink);
+  import(in.stream(), sink);
   out.commit();
   return kExitOk;
 }
@@ -227,45 +216,64 @@ int cmd_workloads(bool json) {
   return kExitOk;
 }
 
+// CLI11's own parse errors, in the same one-line form as ours.
+std::string cli11_failure_message(const CLI::App* app, const CLI::Error& e) {
+  std::string command = "vmfrag";
+  for (const CLI::App* sub : app->get_subcommands()) command += " " + sub->get_name();
+  return "vmfrag: error: " + std::string(e.what()) + " (see '" + command + " --help')\n";
+}
+
+constexpr std::uint64_t kMaxOps = 1'000'000'000;       // 1e9 ops: a ~20 GB trace
+constexpr std::uint64_t kMaxCheckEvery = 1'000'000'000'000;
+constexpr std::uint64_t kMaxMaps = 1000;               // each map is O(free extents) in the JSON
+constexpr std::uint64_t kMinWorkloadRegion = 1ull << 20;
+
 int run(int argc, char** argv) {
-  CLI::App app{"vmfrag: replay, generate and minimise vmalloc fragmentation traces"};
+  CLI::App app{"vmfrag: replay, generate and minimise vmalloc fragmentation traces", "vmfrag"};
   app.require_subcommand(1);
+  app.failure_message(cli11_failure_message);
 
   std::string trace, out_path, backing, timeline, region, profile, workload;
+  std::string check_every_text = "0", seed_text, ops_text, maps_text = "16";
   bool json = false, differential = false;
-  std::uint64_t check_every = 0, seed = 0, ops = 0;
-  std::size_t maps = 16;
 
   auto* replay_cmd = app.add_subcommand("replay", "replay a vmtrace on the allocator");
   replay_cmd->add_option("TRACE", trace, "trace file, or - for standard input")->required();
   replay_cmd->add_flag("--json", json, "print the result as one JSON object");
   replay_cmd->add_flag("--differential", differential, "run the reference model beside; exit 3 at a divergence");
-  replay_cmd->add_option("--check-every", check_every, "run check() every N ops (0 = never)");
+  replay_cmd->add_option("--check-every", check_every_text, "run check() every N ops, N from 0 (never) to 10^12")
+      ->type_name("N");
   replay_cmd->add_option("--backing", backing, "override the trace's backing: none, anon or memfd");
-  replay_cmd->add_option("--timeline", timeline, "write per-op metrics as JSON Lines to FILE");
-  replay_cmd->add_option("--maps", maps, "record the address-space map at the first N failures (default 16)");
+  replay_cmd->add_option("--timeline", timeline, "write per-op metrics as JSON Lines to FILE")->type_name("FILE");
+  replay_cmd->add_option("--maps", maps_text, "record the address-space map at the first N failures, N from 0 to 1000 "
+                                              "(default 16)")->type_name("N");
 
   auto* gen_cmd = app.add_subcommand("gen", "write a seeded workload as a vmtrace");
   gen_cmd->add_option("WORKLOAD", workload, "workload name (see 'vmfrag workloads')")->required();
-  gen_cmd->add_option("--seed", seed, "seed")->required();
-  gen_cmd->add_option("--ops", ops, "target number of ops (0 = the workload's default)");
-  gen_cmd->add_option("--region", region, "region size (bytes or K/M/G/T); default: the workload's");
-  gen_cmd->add_option("--profile", profile, "vmallocinfo snapshot for profile-driven workloads");
-  gen_cmd->add_option("-o,--output", out_path, "output file (default standard output)");
+  gen_cmd->add_option("--seed", seed_text, "seed, from 0 to 18446744073709551615")->required()->type_name("S");
+  gen_cmd->add_option("--ops", ops_text, "number of ops, from 1 to 1000000000 (default: the workload's); the trace "
+                                         "has at most N + max(64, N/50)")->type_name("N");
+  gen_cmd->add_option("--region", region, "region size, a multiple of 4096 from 1M to 16T (bytes or K/M/G/T); "
+                                          "default: the workload's")->type_name("SIZE");
+  gen_cmd->add_option("--profile", profile, "vmallocinfo snapshot for profile-driven workloads (default: the "
+                                            "sample in the source tree)")->type_name("FILE");
+  gen_cmd->add_option("-o,--output", out_path, "output file (default standard output)")->type_name("FILE");
 
   auto* min_cmd = app.add_subcommand("minimize", "shrink a trace keeping its first failure's kind");
-  min_cmd->add_option("TRACE", trace, "trace file")->required();
-  min_cmd->add_option("-o,--output", out_path, "output file")->required();
+  min_cmd->add_option("TRACE", trace, "trace file, or - for standard input")->required();
+  min_cmd->add_option("-o,--output", out_path, "output file")->required()->type_name("FILE");
 
   auto* vi_cmd = app.add_subcommand("import-vmallocinfo", "a /proc/vmallocinfo snapshot as a trace");
-  vi_cmd->add_option("FILE", trace, "snapshot file")->required();
-  vi_cmd->add_option("--region", region, "region size (default: the snapshot's span)");
-  vi_cmd->add_option("-o,--output", out_path, "output file (default standard output)");
+  vi_cmd->add_option("FILE", trace, "snapshot file, or - for standard input")->required();
+  vi_cmd->add_option("--region", region, "region size, a multiple of 4096 from 64K to 16T, at least the snapshot's "
+                                         "span (default: the span rounded up to 1M)")->type_name("SIZE");
+  vi_cmd->add_option("-o,--output", out_path, "output file (default standard output)")->type_name("FILE");
 
   auto* ml_cmd = app.add_subcommand("import-malloclab", "a CS:APP malloc-lab .rep trace as a vmtrace");
-  ml_cmd->add_option("FILE", trace, "malloc-lab trace")->required();
-  ml_cmd->add_option("--region", region, "region size (default: from the suggested heap size)");
-  ml_cmd->add_option("-o,--output", out_path, "output file (default standard output)");
+  ml_cmd->add_option("FILE", trace, "malloc-lab trace, or - for standard input")->required();
+  ml_cmd->add_option("--region", region, "region size, a multiple of 4096 from 64K to 16T (default: from the "
+                                         "suggested heap size, at least 64K)")->type_name("SIZE");
+  ml_cmd->add_option("-o,--output", out_path, "output file (default standard output)")->type_name("FILE");
 
   auto* wl_cmd = app.add_subcommand("workloads", "list the workloads gen knows");
   wl_cmd->add_flag("--json", json, "as JSON");
@@ -278,24 +286,36 @@ int run(int argc, char** argv) {
   }
 
   try {
-    if (*replay_cmd) return cmd_replay(trace, json, differential, check_every, backing, timeline, maps);
-    if (*gen_cmd) return cmd_gen(workload, seed, ops, region, profile, out_path);
-    if (*min_cmd) return cmd_minimize(trace, out_path);
-    if (*vi_cmd) {
+    int code = kExitInput;
+    if (*replay_cmd) {
+      code = cmd_replay(trace, json, differential, parse_number_arg("--check-every", check_every_text, 0, kMaxCheckEvery),
+                        backing, timeline, parse_number_arg("--maps", maps_text, 0, kMaxMaps));
+    } else if (*gen_cmd) {
+      const std::uint64_t seed = parse_number_arg("--seed", seed_text, 0, UINT64_MAX);
+      const std::uint64_t ops = ops_text.empty() ? 0 : parse_number_arg("--ops", ops_text, 1, kMaxOps);
+      const std::uint64_t region_bytes =
+          region.empty() ? 0 : parse_region_arg("--region", region, kMinWorkloadRegion, kMaxRegionBytes);
+      code = cmd_gen(workload, seed, ops, region_bytes, profile, out_path);
+    } else if (*min_cmd) {
+      code = cmd_minimize(trace, out_path);
+    } else if (*vi_cmd) {
       VmallocinfoImportOptions o;
-      o.region_bytes = region.empty() ? 0 : parse_size_arg("--region", region);
-      return cmd_import(trace, out_path, "import-vmallocinfo",
+      o.region_bytes = region.empty() ? 0 : parse_region_arg("--region", region, kMinRegionBytes, kMaxRegionBytes);
+      code = cmd_import(trace, out_path, "import-vmallocinfo",
                         [&](std::istream& in, OpSink& sink) { (void)import_vmallocinfo(in, trace, sink, o); });
-    }
-    if (*ml_cmd) {
+    } else if (*ml_cmd) {
       MalloclabImportOptions o;
-      o.region_bytes = region.empty() ? 0 : parse_size_arg("--region", region);
-      return cmd_import(trace, out_path, "import-malloclab",
+      o.region_bytes = region.empty() ? 0 : parse_region_arg("--region", region, kMinRegionBytes, kMaxRegionBytes);
+      code = cmd_import(trace, out_path, "import-malloclab",
                         [&](std::istream& in, OpSink& sink) { (void)import_malloclab(in, trace, sink, o); });
+    } else if (*wl_cmd) {
+      code = cmd_workloads(json);
     }
-    if (*wl_cmd) return cmd_workloads(json);
+    std::cout.flush();
+    if (!std::cout) throw InputError("<stdout>", 0, "cannot write standard output");
+    return code;
   } catch (const InputError& e) {
-    // Line 0 means the whole file (cannot open it) or, for "<args>", the command line.
+    // Line 0 means the whole file (cannot open or read it) or, for "<args>", the command line.
     if (e.file() == "<args>")
       std::fprintf(stderr, "vmfrag: error: %s\n", e.message().c_str());
     else if (e.line() == 0)
@@ -304,10 +324,22 @@ int run(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", e.what());
     return kExitInput;
   }
-  return kExitInput;
 }
 
 }  // namespace
 }  // namespace vmfrag
 
-int main(int argc, char** argv) { return vmfrag::run(argc, argv); }
+// The last resort: no exception leaves main. An InputError never gets here (run() turns it into
+// exit 2); anything else is a bug or the machine (out of memory), reported in one line, exit 1.
+int main(int argc, char** argv) {
+  try {
+    return vmfrag::run(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::fputs("vmfrag: error: out of memory\n", stderr);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vmfrag: internal error: %s\n", e.what());
+  } catch (...) {
+    std::fputs("vmfrag: internal error: unknown exception\n", stderr);
+  }
+  return 1;
+}

@@ -9,8 +9,6 @@
 namespace vmfrag {
 namespace {
 
-constexpr std::uint64_t kMinRegion = 64ull << 10;
-
 struct Candidate {
   TraceHeader header;
   std::vector<Op> ops;
@@ -39,7 +37,7 @@ class Minimizer {
 
   // Normalises `c` (see the header comment) and returns it if its first failure is of kind_.
   std::optional<Candidate> judge(Candidate c) {
-    if (c.header.region_bytes < kMinRegion) return std::nullopt;
+    if (c.header.region_bytes < kMinRegionBytes) return std::nullopt;
     c.ops = repair_ids(c.ops);
     for (int round = 0; round < 4; ++round) {
       ++replays_;

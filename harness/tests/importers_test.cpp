@@ -6,12 +6,14 @@
 // that is what a user fixing a snapshot or trace sees.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
 
+#include "allocator/vspace/virtual_space.h"
 #include "harness/trace/input_error.h"
 #include "harness/workloads/malloclab_import.h"
 #include "harness/workloads/vmallocinfo_import.h"
@@ -21,7 +23,7 @@ namespace {
 
 std::filesystem::path source_root() {
   if (const char* dir = std::getenv("VMFRAG_SOURCE_DIR")) return dir;
-  return VMFRAG_SOURCE_ROOT;  // set by harness/tests/meson.build
+  return VMFRAG_SOURCE_ROOT;  // set by harness/meson.build
 }
 
 std::ifstream open_file(const std::filesystem::path& p) {
@@ -102,9 +104,29 @@ TEST(Vmallocinfo, ReplayRebuildsTheLayoutWithFillers) {
       a(6, 262144 - 4096),      // vm_map_ram
       a(7, 16384),              // unpurged: allocated in place ...
       f(4),                     // fillers freed
+      Op{OpKind::kPurge, 0, 0, kPageSize},  // and purged: a gap is free space, not lazily held
       f(7),                     // ... and freed again (lazily, like the snapshot)
   };
   EXPECT_EQ(sink.ops, expected);
+  EXPECT_EQ(h.lazy_pages, 8192u);  // 5 unpurged pages: the format's default holds them
+}
+
+TEST(Vmallocinfo, LazyThresholdHoldsEveryUnpurgedPage) {
+  // 40 MiB of unpurged areas (10240 pages, guards included: a printed span holds its guard) exceed
+  // the default 8192: the threshold rises to their footprint so that replay purges nothing the
+  // kernel had not.
+  std::ostringstream text;
+  for (int i = 0; i < 4; ++i) {
+    const std::uint64_t start = 0xffffc90000000000ull + static_cast<std::uint64_t>(i) * (10ull << 20);
+    char line[160];
+    std::snprintf(line, sizeof line, "0x%llx-0x%llx %llu unpurged vm_area\n", static_cast<unsigned long long>(start),
+                  static_cast<unsigned long long>(start + (10ull << 20)), 10ull << 20);
+    text << line;
+  }
+  std::istringstream in(text.str());
+  CollectingSink sink;
+  const TraceHeader h = import_vmallocinfo(in, "big-unpurged", sink);
+  EXPECT_EQ(h.lazy_pages, 4u * 2560u);  // each area: 10 MiB - 4 KiB allocated, plus its guard page
 }
 
 TEST(Vmallocinfo, HashedSnapshotIsPackedInFileOrder) {
@@ -130,7 +152,8 @@ TEST(Vmallocinfo, RegionOptionMustCoverTheSnapshot) {
   auto in = open_file(source_root() / "harness/tests/data/vmallocinfo-small.txt");
   CollectingSink sink;
   const InputError e = expect_input_error([&] { import_vmallocinfo(in, "small", sink, {1 << 20}); });
-  EXPECT_EQ(e.file(), "small");
+  EXPECT_EQ(e.file(), "<args>");
+  EXPECT_NE(e.message().find("smaller than the snapshot's span"), std::string::npos);
 }
 
 TEST(Vmallocinfo, MalformedLinesNameTheirLine) {
@@ -188,7 +211,35 @@ TEST(Malloclab, UnitAndRegionOptions) {
   EXPECT_EQ(sink.ops, (std::vector<Op>{a(0, 4096), f(0)}));
   std::istringstream in2("8192\n1\n0\n1\n");
   options.unit_bytes = 0;
-  EXPECT_THROW(import_malloclab(in2, "x", sink, options), std::invalid_argument);
+  EXPECT_EQ(expect_input_error([&] { import_malloclab(in2, "x", sink, options); }).file(), "<args>");
+  for (std::uint64_t region : {1ull, 4095ull, 5000ull, 4096ull, 32ull << 10, 32ull << 40}) {
+    SCOPED_TRACE(region);
+    std::istringstream in3("8192\n1\n0\n1\n");
+    options.unit_bytes = 8;
+    options.region_bytes = region;
+    EXPECT_EQ(expect_input_error([&] { import_malloclab(in3, "x", sink, options); }).file(), "<args>");
+  }
+}
+
+TEST(Malloclab, SmallHeapGetsTheLeastRegionTheAllocatorTakes) {
+  // realloc-bal.rep's heap line is 100 bytes: 13 pages under the scaling rule, raised to 64K.
+  std::istringstream in("100\n1\n2\n1\na 0 10\nf 0\n");
+  CollectingSink sink;
+  EXPECT_EQ(import_malloclab(in, "x", sink).region_bytes, kMinRegionBytes);
+}
+
+TEST(Malloclab, SizesThatCannotBeScaledAreErrorsNotWrappedSizes) {
+  for (const char* text : {"18446744073709551615\n1\n0\n1\n",                   // heap 2^64-1
+                           "1000\n1\n1\n1\na 0 18446744073709551615\n",         // size 2^64-1
+                           "1000\n1\n1\n1\na 0 2305843009213693952\n",          // size 2^61
+                           "1000\n1\n2\n1\na 0 8\nr 0 2305843009213693952\n"}) {  // realloc 2^61
+    SCOPED_TRACE(text);
+    std::istringstream in(text);
+    CollectingSink sink;
+    const InputError e = expect_input_error([&] { import_malloclab(in, "t.rep", sink); });
+    EXPECT_EQ(e.file(), "t.rep");
+    EXPECT_GE(e.line(), 1u);
+  }
 }
 
 TEST(Malloclab, MalformedInputNamesTheLine) {

@@ -11,13 +11,6 @@ import subprocess
 import pytest
 
 
-@pytest.fixture(scope="session")
-def cli(release_build):
-    path = release_build / "harness" / "cli" / "vmfrag"
-    assert path.exists(), path
-    return path
-
-
 def run(cli, *args, cwd=None):
     return subprocess.run([str(cli), *map(str, args)], capture_output=True, text=True, cwd=cwd)
 

@@ -117,9 +117,9 @@ TEST(TraceReader, ParsesEveryDirectiveAndOp) {
 }
 
 TEST(TraceReader, AppliesDefaultsForAbsentDirectives) {
-  const ParsedTrace trace = parse("vmtrace 1\nregion 4K\n");
+  const ParsedTrace trace = parse("vmtrace 1\nregion 64K\n");
   TraceHeader expected;
-  expected.region_bytes = 4096;
+  expected.region_bytes = 65536;
   EXPECT_EQ(trace.header, expected);
   EXPECT_EQ(expected.guard_pages, 1u);
   EXPECT_EQ(expected.lazy_pages, 8192u);
@@ -146,8 +146,8 @@ TEST(TraceReader, IdBecomesReusableAfterFreeAndFreeAfterAnyAllocatingOp) {
 }
 
 TEST(TraceReader, AcceptsCrLfLineEndings) {
-  const ParsedTrace trace = parse("vmtrace 1\r\nregion 8K\r\na 1 4K\r\nf 1\r\n");
-  EXPECT_EQ(trace.header.region_bytes, 8192u);
+  const ParsedTrace trace = parse("vmtrace 1\r\nregion 64K\r\na 1 4K\r\nf 1\r\n");
+  EXPECT_EQ(trace.header.region_bytes, 65536u);
   EXPECT_EQ(trace.ops, (std::vector<Op>{alloc(1, 4096), op_of(OpKind::kFree, 1)}));
   EXPECT_EQ(trace.op_lines, (std::vector<std::uint64_t>{3, 4}));
 }
@@ -155,7 +155,7 @@ TEST(TraceReader, AcceptsCrLfLineEndings) {
 TEST(TraceReader, AcceptsLineOfExactlyTheMaximumLengthAndUtf8InComments) {
   std::string comment = "# \xc3\xa9t\xc3\xa9 ";
   comment.resize(kMaxTraceLineLength, 'x');
-  const ParsedTrace trace = parse("vmtrace 1\nregion 4K\n" + comment + "\na 1 4K\n");
+  const ParsedTrace trace = parse("vmtrace 1\nregion 64K\n" + comment + "\na 1 4K\n");
   EXPECT_EQ(trace.op_lines, (std::vector<std::uint64_t>{4}));
 }
 
@@ -270,9 +270,13 @@ std::vector<Malformed> malformed_cases() {
       {"missing region before op", "vmtrace 1\nguard 0\n\na 1 4K\n",
        "t.vmt:4: error: missing 'region' directive before the first op"},
       {"region not page multiple", "vmtrace 1\nregion 5000\n",
-       "t.vmt:2: error: region must be a non-zero multiple of 4096 bytes, got 5000"},
+       "t.vmt:2: error: region must be a multiple of 4096 bytes from 64K to 16T, got 5000"},
       {"region zero", "vmtrace 1\nregion 0\n",
-       "t.vmt:2: error: region must be a non-zero multiple of 4096 bytes, got 0"},
+       "t.vmt:2: error: region must be a multiple of 4096 bytes from 64K to 16T, got 0"},
+      {"region below the allocator's minimum", "vmtrace 1\nregion 60K\n",
+       "t.vmt:2: error: region must be a multiple of 4096 bytes from 64K to 16T, got 61440"},
+      {"region above the allocator's maximum", "vmtrace 1\nregion 17T\n",
+       "t.vmt:2: error: region must be a multiple of 4096 bytes from 64K to 16T, got 18691697672192"},
       {"region overflow", "vmtrace 1\nregion 17179869184T\n",
        "t.vmt:2: error: region '17179869184T' does not fit in 64 bits"},
       {"region without value", "vmtrace 1\nregion\n",

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "allocator/vspace/virtual_space.h"
 #include "harness/trace/size_text.h"
 #include "harness/trace/trace_reader.h"
 #include "harness/trace/trace_writer.h"
@@ -125,7 +126,7 @@ TEST(TraceWriter, ReportsStreamFailure) {
   out.setstate(std::ios::badbit);
   TraceWriter writer(out);
   TraceHeader header;
-  header.region_bytes = 4096;
+  header.region_bytes = 64 << 10;
   writer.write_header(header);
   EXPECT_FALSE(writer.ok());
 }
@@ -146,7 +147,9 @@ std::uint64_t random_size(std::mt19937_64& rng) {
 
 TraceHeader random_header(std::mt19937_64& rng) {
   TraceHeader h;
-  h.region_bytes = (1 + (rng() >> (rng() % 52 + 12))) * kPageSize;
+  // Any page count the format accepts: 16 pages (64K) to 2^32 pages (16T), spread over the magnitudes.
+  const std::uint64_t pages = 16 + (rng() >> (rng() % 32 + 32));
+  h.region_bytes = std::min<std::uint64_t>(pages, kMaxRegionBytes / kPageSize) * kPageSize;
   h.guard_pages = rng() % 4 == 0 ? static_cast<std::uint32_t>(rng()) : static_cast<std::uint32_t>(rng() % 3);
   h.lazy_pages = rng() % 3 == 0 ? rng() : rng() % 10000;
   h.phys_bytes = (rng() >> (rng() % 52 + 12)) * kPageSize;
@@ -294,7 +297,7 @@ TEST(TraceWriterDeathTest, RefusesWhatTheReaderWouldReject) {
         h.region_bytes = 5000;
         w.write_header(h);
       },
-      "invalid header: region must be a non-zero multiple of 4096 bytes, got 5000");
+      "invalid header: region must be a multiple of 4096 bytes from 64K to 16T, got 5000");
   EXPECT_DEATH(
       {
         TraceWriter w(out);

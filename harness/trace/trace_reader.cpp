@@ -6,6 +6,7 @@
 #include <limits>
 #include <utility>
 
+#include "allocator/vspace/virtual_space.h"
 #include "harness/trace/size_text.h"
 
 namespace vmfrag {
@@ -69,8 +70,8 @@ std::string_view op_usage(OpKind kind) {
 }
 
 std::string region_error(std::uint64_t bytes) {
-  if (bytes == 0 || bytes % kPageSize != 0)
-    return "region must be a non-zero multiple of 4096 bytes, got " + std::to_string(bytes);
+  if (bytes % kPageSize != 0 || bytes < kMinRegionBytes || bytes > kMaxRegionBytes)
+    return "region must be a multiple of 4096 bytes from 64K to 16T, got " + std::to_string(bytes);
   return "";
 }
 
@@ -135,19 +136,13 @@ TraceReader::TraceReader(std::istream& in, std::string display_name)
   read_header();
 }
 
-TraceReader::TraceReader(std::unique_ptr<std::ifstream> owned, std::string display_name)
-    : owned_(std::move(owned)), buf_(owned_->rdbuf()), name_(std::move(display_name)) {
+TraceReader::TraceReader(std::unique_ptr<InputFile> owned, std::string display_name)
+    : owned_(std::move(owned)), buf_(owned_->buffer()), name_(std::move(display_name)) {
   read_header();
 }
 
 TraceReader TraceReader::open(const std::string& path) {
-  auto file = std::make_unique<std::ifstream>(path, std::ios::binary);
-  if (!file->is_open()) {
-    const int err = errno;
-    throw InputError(path, 0,
-                     std::string("cannot open trace: ") + (err ? std::strerror(err) : "unknown reason"));
-  }
-  return TraceReader(std::move(file), path);
+  return TraceReader(std::make_unique<InputFile>(path, "trace"), path);
 }
 
 void TraceReader::fail(std::uint64_t line, const std::string& message) const {

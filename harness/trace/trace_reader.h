@@ -10,7 +10,6 @@
 
 #include <array>
 #include <cstdint>
-#include <fstream>
 #include <istream>
 #include <memory>
 #include <optional>
@@ -19,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "harness/files/input_file.h"
 #include "harness/trace/input_error.h"
 #include "harness/trace/op.h"
 
@@ -73,8 +73,9 @@ class TraceReader {
   TraceReader(std::istream& in, std::string display_name);
 
   // Opens `path` and reads its header as above; the display name is `path`.
-  // Failure: InputError(path, 0, "cannot open trace: <reason>") when the file cannot be opened,
-  // otherwise as the constructor.
+  // Failure: InputError(path, 0, "cannot open trace: <reason>") when the file cannot be opened or
+  // is a directory, InputError(path, 0, "cannot read: <reason>") when a read fails (at any later
+  // call too), otherwise as the constructor. "-" is standard input.
   [[nodiscard]] static TraceReader open(const std::string& path);
 
   TraceReader(TraceReader&&) noexcept = default;
@@ -104,7 +105,7 @@ class TraceReader {
  private:
   enum class Directive : std::uint8_t { kVmtrace, kRegion, kGuard, kLazy, kPhys, kBacking, kCount };
 
-  TraceReader(std::unique_ptr<std::ifstream> owned, std::string display_name);
+  TraceReader(std::unique_ptr<InputFile> owned, std::string display_name);
   void read_header();
   [[nodiscard]] bool read_line();
   void split_fields();
@@ -116,7 +117,7 @@ class TraceReader {
   [[nodiscard]] std::uint64_t parse_size_field(std::string_view what, std::string_view text) const;
   [[nodiscard]] std::uint64_t parse_count_field(std::string_view what, std::string_view text) const;
 
-  std::unique_ptr<std::ifstream> owned_;  // set when the reader opened the file itself
+  std::unique_ptr<InputFile> owned_;    // set when the reader opened the file itself
   std::streambuf* buf_ = nullptr;
   std::string name_;
   TraceHeader header_;

@@ -8,11 +8,25 @@
 
 namespace vmfrag::workload_detail {
 
+// Thrown by Emitter when a generator reaches its op cap; generate() catches it and ends the trace.
+struct OpCapReached {};
+
+// The most ops `generate` emits for a target of `ops`: the target plus the tolerance every
+// workload is held to (max(64, ops / 50)), so a generator whose pattern ignores the target (a
+// checkerboard filling a 16 TiB region) still stops near it.
+[[nodiscard]] constexpr std::uint64_t op_cap_for(std::uint64_t ops) {
+  const std::uint64_t slack = ops / 50 > 64 ? ops / 50 : 64;
+  return ops > UINT64_MAX - slack ? UINT64_MAX : ops + slack;
+}
+
 // Hands out fresh ids (0, 1, 2, ...) so the live-id rule holds by construction, and counts ops.
-// O(1) per op; holds no history.
+// With a cap, the op that would exceed it throws OpCapReached instead of being emitted (a prefix of
+// a valid stream is a valid stream). O(1) per op; holds no history.
 class Emitter {
  public:
-  Emitter(OpSink& sink, const TraceHeader& header) : sink_(sink) { sink_.begin(header); }
+  Emitter(OpSink& sink, const TraceHeader& header, std::uint64_t cap = UINT64_MAX) : sink_(sink), cap_(cap) {
+    sink_.begin(header);
+  }
 
   // `a <id> <bytes> [<align>]`; returns the new id. bytes > 0, align a power of two >= 4096.
   std::uint64_t alloc(std::uint64_t bytes, std::uint64_t align = kPageSize) {
@@ -33,10 +47,12 @@ class Emitter {
 
  private:
   void put(const Op& op) {
+    if (emitted_ == cap_) throw OpCapReached{};
     sink_.emit(op);
     ++emitted_;
   }
   OpSink& sink_;
+  std::uint64_t cap_;
   std::uint64_t next_id_ = 0;
   std::uint64_t emitted_ = 0;
 };

@@ -3,10 +3,12 @@
 #include "harness/workloads/malloclab_import.h"
 
 #include <charconv>
-#include <stdexcept>
+#include <algorithm>
 #include <string_view>
 #include <vector>
 
+#include "allocator/vspace/virtual_space.h"
+#include "harness/trace/trace_reader.h"
 #include "harness/workloads/emitter.h"
 
 namespace vmfrag {
@@ -22,11 +24,25 @@ bool to_u64(std::string_view text, std::uint64_t& out) {
 
 TraceHeader import_malloclab(std::istream& in, const std::string& file, OpSink& sink,
                              const MalloclabImportOptions& options) {
-  if (options.unit_bytes == 0) throw std::invalid_argument("malloc-lab unit_bytes must be > 0");
-  if (options.region_bytes % kPageSize != 0) throw std::invalid_argument("region must be a multiple of 4096");
+  if (options.unit_bytes == 0) throw InputError("<args>", 0, "malloc-lab unit must be > 0 bytes");
+  if (options.region_bytes != 0) {
+    TraceHeader h;
+    h.region_bytes = options.region_bytes;
+    if (const std::string e = header_error(h); !e.empty()) throw InputError("<args>", 0, "--region: " + e);
+  }
   const auto pages_for = [&](std::uint64_t bytes) {
     const std::uint64_t units = bytes / options.unit_bytes + (bytes % options.unit_bytes != 0);
     return units == 0 ? std::uint64_t{1} : units;
+  };
+  // A malloc-lab size as vmtrace bytes; one whose pages do not fit in 64 bits is an input error,
+  // never a wrapped (and so wrong) size.
+  constexpr std::uint64_t kMaxPages = UINT64_MAX / kPageSize;
+  const auto scaled_bytes = [&](std::uint64_t bytes, std::uint64_t line, const char* what) {
+    const std::uint64_t pages = pages_for(bytes);
+    if (pages > kMaxPages)
+      throw InputError(file, line, std::string(what) + " " + std::to_string(bytes) + " scales to " +
+                                       std::to_string(pages) + " pages, more than 64-bit byte sizes can hold");
+    return pages * kPageSize;
   };
   std::string text;
   std::uint64_t line = 0;
@@ -44,8 +60,18 @@ TraceHeader import_malloclab(std::istream& in, const std::string& file, OpSink& 
   const std::uint64_t heap = header_values[0], num_ids = header_values[1], num_ops = header_values[2];
   if (num_ids > (std::uint64_t{1} << 32)) throw InputError(file, 2, "number of ids is implausibly large");
   TraceHeader header;
-  header.region_bytes = options.region_bytes != 0 ? options.region_bytes : pages_for(heap) * kPageSize;
-  if (options.region_bytes == 0 && heap == 0) throw InputError(file, 1, "suggested heap size must be > 0");
+  if (options.region_bytes != 0) {
+    header.region_bytes = options.region_bytes;
+  } else {
+    // The heap under the scaling rule, raised to the smallest region the allocator accepts (a lab
+    // trace's small heap line, e.g. 100 bytes, would otherwise give a region replay refuses).
+    if (heap == 0) throw InputError(file, 1, "suggested heap size must be > 0");
+    const std::uint64_t pages = pages_for(heap);
+    if (pages > kMaxRegionBytes / kPageSize)
+      throw InputError(file, 1, "suggested heap size " + std::to_string(heap) + " scales to " + std::to_string(pages) +
+                                    " pages, beyond the largest region (16T); give --region");
+    header.region_bytes = std::max(pages * kPageSize, kMinRegionBytes);
+  }
 
   struct Block {
     bool live = false;
@@ -74,13 +100,13 @@ TraceHeader import_malloclab(std::istream& in, const std::string& file, OpSink& 
     switch (op) {
       case 'a':
         if (b.live) throw fail("id " + std::to_string(id) + " allocated while still live");
-        b = Block{true, e.alloc(pages_for(bytes) * kPageSize), pages_for(bytes)};
+        b = Block{true, e.alloc(scaled_bytes(bytes, line, "size")), pages_for(bytes)};
         break;
       case 'r': {
         if (!b.live) throw fail("realloc of id " + std::to_string(id) + ", which is not allocated");
         const std::uint64_t pages = pages_for(bytes);
         if (pages > b.pages) {
-          const std::uint64_t moved = e.alloc(pages * kPageSize);
+          const std::uint64_t moved = e.alloc(scaled_bytes(bytes, line, "size"));
           e.free(b.vm_id);
           b.vm_id = moved;
           b.pages = pages;

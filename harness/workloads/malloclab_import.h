@@ -9,7 +9,8 @@
 // bytes, so this loses nothing a lab allocator can see, and it keeps the trace's size ratios
 // (a 16-byte and a 24-byte block stay 2 and 3 pages). The vmalloc guard page then plays the role
 // of the lab's 8-byte boundary tag (4-byte header + 4-byte footer of the CS:APP implicit list).
-// The region is the suggested heap size under the same rule (ceil(heap / unit) pages).
+// The region is the suggested heap size under the same rule (ceil(heap / unit) pages), raised to
+// 64K when smaller (the allocator's least region); a heap beyond 16T needs --region.
 //
 // `r`: a realloc that does not grow beyond the pages the id holds stays in place (no op, as
 // vrealloc shrinks in place); a growing one allocates a new vmtrace id and then frees the old one
@@ -35,8 +36,8 @@ struct MalloclabImportOptions {
 // Streams the trace to `sink` (begin, then ops) and returns the header. Memory O(number of ids).
 // Throws InputError(file, line, ...) for a malformed header or op, an id out of range, `a` of a
 // live id, `r`/`f` of an id that is not live, or an op count that differs from the header's
-// (reported at the first extra op, or at the last line). Throws std::invalid_argument for a bad
-// option (unit 0, unaligned region).
+// (reported at the first extra op, or at the last line), a size whose scaled bytes overflow 64
+// bits. Throws InputError("<args>", 0, ...) for a bad option (unit 0, a region the format refuses).
 TraceHeader import_malloclab(std::istream& in, const std::string& file, OpSink& sink,
                              const MalloclabImportOptions& options = {});
 

@@ -4,10 +4,11 @@
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 #include <sstream>
 #include <vector>
 
+#include "harness/files/input_file.h"
+#include "harness/trace/trace_reader.h"
 #include "harness/workloads/emitter.h"
 #include "harness/workloads/prng.h"
 
@@ -174,11 +175,20 @@ TraceHeader import_vmallocinfo(std::istream& in, const std::string& file, OpSink
   TraceHeader header;
   header.region_bytes = round_up(needed, kMiB);
   if (options.region_bytes != 0) {
-    if (options.region_bytes % kPage != 0 || options.region_bytes < needed)
-      throw InputError(file, 0, "region " + std::to_string(options.region_bytes) +
-                                    " is not a multiple of 4096 at least the snapshot's span " + std::to_string(needed));
+    if (options.region_bytes < needed)
+      throw InputError("<args>", 0, "--region " + std::to_string(options.region_bytes) +
+                                        " is smaller than the snapshot's span " + std::to_string(needed));
     header.region_bytes = options.region_bytes;
   }
+  if (const std::string e = header_error(header); !e.empty())
+    throw InputError(file, 0, "the snapshot needs a region of " + std::to_string(header.region_bytes) + " bytes: " + e);
+  // The replay must hold every unpurged area lazily, as the kernel did: a purge happens only when
+  // the lazily held pages exceed the threshold, so a threshold of at least their footprint keeps
+  // them all (the snapshot's kernel may have had more CPUs, hence a higher lazy_max_pages()).
+  std::uint64_t unpurged_pages = 0;
+  for (std::size_t i = 0; i < areas.size(); ++i)
+    if (areas[i].kind == VmallocinfoKind::kUnpurged) unpurged_pages += size[i] / kPage + 1;
+  header.lazy_pages = std::max(header.lazy_pages, unpurged_pages);
   workload_detail::Emitter e(sink, header);
   std::vector<std::uint64_t> fillers, unpurged;
   for (std::size_t i = 0; i < areas.size(); ++i) {
@@ -186,7 +196,9 @@ TraceHeader import_vmallocinfo(std::istream& in, const std::string& file, OpSink
     const std::uint64_t id = e.alloc(size[i]);
     if (areas[i].kind == VmallocinfoKind::kUnpurged) unpurged.push_back(id);
   }
+  // Gaps are free space in the snapshot, not lazily held: free the fillers and purge them at once.
   for (std::uint64_t id : fillers) e.free(id);
+  if (!fillers.empty()) e.purge();
   for (std::uint64_t id : unpurged) e.free(id);
   return header;
 }
@@ -196,8 +208,8 @@ namespace workload_detail {
 // vmallocinfo_profile: sizes drawn from a snapshot, churned around the snapshot's live set.
 TraceHeader gen_vmallocinfo_profile(const WorkloadParams& params, std::uint64_t default_ops, OpSink& sink) {
   const std::string path = params.profile_path.empty() ? std::string(kDefaultProfilePath) : params.profile_path;
-  std::ifstream in(path);
-  if (!in) throw InputError(path, 0, "cannot open the vmallocinfo profile");
+  InputFile file(path, "the vmallocinfo profile");
+  std::istream& in = file.stream();
   std::vector<std::uint64_t> sizes;  // one entry per area: sampling an index weights by count
   std::uint64_t live = 0, span = 0;
   parse_vmallocinfo(in, path, [&](const VmallocinfoArea& a) {
@@ -209,10 +221,8 @@ TraceHeader gen_vmallocinfo_profile(const WorkloadParams& params, std::uint64_t 
   live = std::max<std::uint64_t>(live, 1);
   TraceHeader header;
   header.region_bytes = std::max<std::uint64_t>(round_up(4 * span, kMiB), 16 * kMiB);
-  if (params.region_bytes != 0) {
-    if (params.region_bytes % kPage != 0) throw_bad_args("region must be a multiple of 4096");
-    header.region_bytes = params.region_bytes;
-  }
+  if (params.region_bytes != 0) header.region_bytes = params.region_bytes;
+  if (const std::string e = header_error(header); !e.empty()) throw_bad_args(e);
   const std::uint64_t ops = params.ops != 0 ? params.ops : default_ops;
   Prng rng(params.seed);
   Emitter e(sink, header);

@@ -69,8 +69,10 @@ struct VmallocinfoImportOptions {
 // span (the one exception, a 1-page guardless area, takes 2 pages). With real addresses the areas
 // are sorted by address and gaps are filled by filler areas freed at the end (a 1-page gap, which
 // no guarded area can fill, is folded into the area before it); with hashed addresses the areas are
-// packed in file order. Unpurged areas are allocated in place and then freed, so replay holds them
-// as lazily freed areas exactly like the snapshot. Region: the span (real addresses) or the sum of
+// packed in file order. The fillers are then freed and purged (`p`): gaps are free space. Unpurged
+// areas are allocated in place and then freed, so replay holds them as lazily freed areas exactly
+// like the snapshot: `lazy` is the format's 8192 or, when the snapshot holds more unpurged pages
+// (guards included), that number, so that no free purges what the kernel had not. Region: the span (real addresses) or the sum of
 // footprints (hashed), rounded up to 1 MiB, unless options.region_bytes is set.
 // Holds the snapshot's areas in memory (a few thousand lines). Throws InputError(file, line, ...).
 TraceHeader import_vmallocinfo(std::istream& in, const std::string& file, OpSink& sink,

@@ -36,12 +36,13 @@ struct WorkloadParams {
   std::uint64_t seed = 0;
   std::uint64_t ops = 0;           // target op count; 0 = the workload's default_ops
   std::uint64_t region_bytes = 0;  // 0 = the workload's default region; else a multiple of 4096
-  // Only for workloads with uses_profile: a /proc/vmallocinfo snapshot. Empty = kDefaultProfilePath
-  // (relative to the current directory, i.e. the repository root for the CLI).
+  // Only for workloads with uses_profile: a /proc/vmallocinfo snapshot. Empty = kDefaultProfilePath,
+  // the sample snapshot in the source tree (an absolute path fixed at build time, so gen works from
+  // any directory).
   std::string profile_path;
 };
 
-inline constexpr std::string_view kDefaultProfilePath = "corpus/profiles/vmallocinfo-sample.txt";
+inline constexpr std::string_view kDefaultProfilePath = VMFRAG_SOURCE_ROOT "/corpus/profiles/vmallocinfo-sample.txt";
 
 struct WorkloadInfo {
   std::string_view name;

@@ -1,9 +1,14 @@
-"""scripts/vmfrag itself: argparse front end, exit codes, the package bootstrap's idempotence,
+"""scripts/vmfrag itself: argparse front end (one-line usage errors, option ranges checked before any
+build, harness commands forwarded verbatim, Ctrl-C as exit 130), exit codes, the package bootstrap's idempotence,
 test-result totalling (what decides the job's exit code), and that a second build does nothing."""
+import argparse
+import json
 import subprocess
 import textwrap
 
-from vmfrag_jobs import bootstrap, build, testing  # on PYTHONPATH via the test job
+import pytest
+
+from vmfrag_jobs import bootstrap, build, ci_job, cli, testing  # on PYTHONPATH via the test job
 
 
 def vmfrag(repo, *args):
@@ -17,12 +22,89 @@ def test_help_lists_the_jobs(repo):
         assert cmd in r.stdout
 
 
-def test_usage_errors_exit_2(repo):
+def test_help_describes_the_tool_in_whole_sentences(repo):
+    r = vmfrag(repo, "--help")
+    assert "hunts fragmentation failures in a vmalloc-style allocator" in r.stdout
+    assert "130 interrupted." in r.stdout
+
+
+def test_usage_errors_exit_2_with_one_line(repo):
     assert vmfrag(repo).returncode == 2
     r = vmfrag(repo, "no-such-command")
     assert r.returncode == 2
-    assert "invalid choice" in r.stderr
-    assert vmfrag(repo, "ci", "--seeds", "many").returncode == 2
+    assert r.stderr.startswith("vmfrag: error: argument COMMAND: invalid choice: 'no-such-command'")
+    for args, message in ((["ci", "--seeds", "many"], "'many' is not a whole number from 1 to 1000"),
+                          (["ci", "--seeds", "0"], "'0' is not a whole number from 1 to 1000"),
+                          (["ci", "--seeds", "-1"], "'-1' is not a whole number from 1 to 1000"),
+                          (["ci", "--ops", "-1"], "'-1' is not a whole number from 1 to 1000000000"),
+                          (["test", "--flavour", "nope"], "invalid choice: 'nope'")):
+        r = vmfrag(repo, *args)
+        assert r.returncode == 2, args
+        assert r.stderr.startswith("vmfrag: error: argument ") and message in r.stderr, r.stderr
+        assert len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_ci_validates_options_before_building_anything(repo, tmp_path):
+    # An empty PATH: if ci tried to install or build, dpkg-query/meson could not even be found.
+    r = subprocess.run([str(repo / "scripts" / "vmfrag"), "ci", "--seeds", "0", "--out", str(tmp_path)],
+                       capture_output=True, text=True, env={"PATH": ""})
+    assert r.returncode == 2 and "--seeds" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [
+    ["replay", "--json", "{trace}"],
+    ["replay", "{trace}", "--json"],
+    ["gen", "--seed", "1", "checkerboard", "--ops", "20"],
+    ["gen", "checkerboard", "--ops", "20", "--seed", "1"],
+    ["workloads", "--json"],
+])
+def test_harness_commands_get_their_arguments_verbatim_in_any_order(repo, tmp_path, args):
+    trace = tmp_path / "t.vmtrace"
+    trace.write_text("vmtrace 1\nregion 64K\na 0 4K\n")
+    r = vmfrag(repo, *[a.format(trace=trace) for a in args])
+    assert r.returncode == 0, r.stderr
+    if "--json" in args:
+        json.loads(r.stdout)
+
+
+@pytest.mark.parametrize("command", ["replay", "gen", "minimize", "import-vmallocinfo", "import-malloclab",
+                                     "workloads"])
+def test_harness_command_help_is_the_binarys(repo, command):
+    r = vmfrag(repo, command, "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].startswith(f"Usage: vmfrag {command} [OPTIONS]"), r.stdout
+
+
+def test_harness_command_errors_pass_through_with_exit_2(repo):
+    r = vmfrag(repo, "gen", "checkerboard", "--seed", "1", "--ops", "-1")
+    assert r.returncode == 2
+    assert r.stderr == "vmfrag: error: --ops: '-1' is not a whole number from 1 to 1000000000\n"
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_setup", interrupted)
+    assert cli.main(["setup"]) == 130
+    assert capsys.readouterr().err == "vmfrag: interrupted\n"
+
+
+def test_interrupted_ci_leaves_nothing_that_looks_current(monkeypatch, tmp_path):
+    (tmp_path / "ci.json").write_text("{}")  # an earlier run's summary
+    seen = {}
+
+    def interrupted(args, out_dir, summary_path, partial):
+        (partial / "half.vmtrace").write_text("vmtrace 1\n")
+        seen["partial"] = partial
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ci_job, "_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ci_job.run(argparse.Namespace(out=str(tmp_path), seeds=1, ops=None))
+    assert not (tmp_path / "ci.json").exists()
+    assert not seen["partial"].exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bootstrap_sees_installed_packages_and_reports_missing_ones():

@@ -4,14 +4,22 @@ workload x seeds through `replay --differential` and print one table.
 Results go to OUT/ci.json (one record per workload run, plus the test totals), the generated traces
 to OUT/traces/. Exit 1 when a test fails, a replay diverges from the reference model or breaks an
 invariant, or a workload cannot be generated or replayed.
+
+Nothing stale looks current: the previous ci.json is removed when the job starts, traces are
+written to OUT/traces.partial/ and moved to OUT/traces/ only at the end, with ci.json written
+last and atomically. An interrupted run (Ctrl-C) leaves neither ci.json nor a partial trace
+directory behind.
 """
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from . import bootstrap, build, paths, testing
 
+CI_FORMAT, CI_VERSION = "vmfrag-ci", 1
 
 
 def _cli():
@@ -23,13 +31,13 @@ def list_workloads():
     return json.loads(out)
 
 
-def run_workload(name, seed, ops, out_dir: Path):
+def run_workload(name, seed, ops, traces_dir: Path):
     """Generates and replays one workload; returns its record for ci.json and the table."""
-    trace = out_dir / "traces" / f"{name}-seed{seed}.vmtrace"
+    trace = traces_dir / f"{name}-seed{seed}.vmtrace"
     gen = [_cli(), "gen", name, "--seed", str(seed), "-o", str(trace)]
     if ops:
         gen += ["--ops", str(ops)]
-    rec = {"workload": name, "seed": seed, "trace": str(trace.relative_to(out_dir))}
+    rec = {"workload": name, "seed": seed, "trace": f"traces/{trace.name}"}
     g = subprocess.run(gen, capture_output=True, text=True, cwd=paths.REPO)
     if g.returncode != 0:
         rec.update(status="error", error=g.stderr.strip())
@@ -72,9 +80,30 @@ def print_table(records):
     Console(width=160).print(table)
 
 
+def write_json_atomically(path: Path, obj):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def run(args):
     out_dir = Path(args.out).resolve()
-    (out_dir / "traces").mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = out_dir / "ci.json"
+    summary_path.unlink(missing_ok=True)  # from an earlier run: it must not look like this one's
+    partial = out_dir / "traces.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        return _run(args, out_dir, summary_path, partial)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _run(args, out_dir, summary_path, partial):
     bootstrap.ensure_packages()
     release = build.FLAVOURS["release"]
     totals = testing.Totals()
@@ -86,16 +115,21 @@ def run(args):
     records = []
     for w in list_workloads():
         for seed in range(1, args.seeds + 1):
-            records.append(run_workload(w["name"], seed, args.ops, out_dir))
+            records.append(run_workload(w["name"], seed, args.ops, partial))
     print_table(records)
     bad = [r for r in records if r["status"] in ("error", "divergence")]
     for r in bad:
         print(f"vmfrag ci: {r['workload']} seed {r['seed']}: {r['status']}: {r['error']}", file=sys.stderr)
-    summary = {"tests": {"passed": totals.passed, "failed": totals.failed, "skipped": totals.skipped,
+    summary = {"format": CI_FORMAT, "version": CI_VERSION,
+               "options": {"seeds": args.seeds, "ops": args.ops},
+               "tests": {"passed": totals.passed, "failed": totals.failed, "skipped": totals.skipped,
                          "broken": totals.broken},
                "workloads": records}
-    (out_dir / "ci.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    traces = out_dir / "traces"
+    shutil.rmtree(traces, ignore_errors=True)
+    os.replace(partial, traces)
+    write_json_atomically(summary_path, summary)
     ok = totals.ok and not bad
     print(f"vmfrag ci: {'ok' if ok else 'FAILED'}: {len(records)} workload runs, {len(bad)} bad; "
-          f"results in {out_dir / 'ci.json'}")
+          f"results in {summary_path}")
     return 0 if ok else 1

@@ -1,12 +1,23 @@
-"""argparse front end of scripts/vmfrag. Exit codes: 0 ok, 1 a test or job failed, 2 usage or
-input error (3 is passed through from the C++ CLI: divergence or invariant violation)."""
+"""argparse front end of scripts/vmfrag.
+
+Its own commands (setup, test, ci) validate every option before installing or building anything.
+The harness commands (replay, gen, minimize, import-*, workloads) belong to the C++ `vmfrag`
+binary: after building it, the script hands it the arguments exactly as given, in any order,
+`--help` included. Ctrl-C ends any command with one line and exit 130.
+"""
 import argparse
 import os
+import signal
 import sys
 
 from . import bootstrap, build, paths, testing
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DESCRIPTION = "vmfrag hunts fragmentation failures in a vmalloc-style allocator: one entry point for every job."
+EPILOG = """exit codes: 0 ok; 1 a test or job failed; 2 usage or input error; 3 (from the harness commands)
+a divergence from the reference model or a broken invariant; 130 interrupted.
+Each harness command has its own --help, e.g. 'scripts/vmfrag replay --help'."""
 
 # Subcommands implemented by the C++ `vmfrag` binary (harness/cli); the script builds the release
 # flavour and hands the arguments over unchanged.
@@ -18,6 +29,20 @@ FORWARDED = {
     "import-malloclab": "turn a CS:APP malloc-lab .rep trace into a vmtrace",
     "workloads": "list the workloads gen knows",
 }
+
+
+def bounded_int(lo, hi):
+    """An argparse type: a whole number in [lo, hi], the range stated in the error."""
+    def parse(text):
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number from {lo} to {hi}")
+        return value
+    parse.__name__ = "number"
+    return parse
 
 
 def prepare(flavour_names=("release",)):
@@ -53,15 +78,27 @@ def cmd_ci(args):
     return ci_job.run(args)
 
 
-def cmd_forward(args):
+def forward(command, argv):
+    """Builds the release flavour, then becomes the C++ binary with `argv` untouched."""
     prepare(("release",))
     binary = cli_binary()
     sys.stdout.flush()
-    os.execv(str(binary), [str(binary), args.command, *args.rest])
+    # Python ignores SIGPIPE and exec keeps ignored signals: restore the default, so that
+    # `scripts/vmfrag gen ... | head` ends quietly like any Unix filter.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.execv(str(binary), [str(binary), command, *argv])
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors as one line, `vmfrag: error: ...`, exit 2 (the harness binary's form too)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"vmfrag: error: {message} (see '{self.prog} --help')\n")
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="vmfrag", description=__doc__.split("\n")[0])
+    p = OneLineErrorParser(prog="vmfrag", description=DESCRIPTION, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("setup", help="install packages, configure and build (idempotent)")
@@ -75,22 +112,29 @@ def parser():
     s.set_defaults(func=cmd_test)
 
     s = sub.add_parser("ci", help="the main job: build, test suites, workloads with differential replay")
-    s.add_argument("--seeds", type=int, default=3, help="seeds per workload (default 3)")
-    s.add_argument("--ops", type=int, default=0, help="ops per workload (0 = each workload's default)")
-    s.add_argument("--out", default=str(paths.RESULTS), help="where results JSON goes (default results/)")
+    s.add_argument("--seeds", type=bounded_int(1, 1000), default=3, metavar="N",
+                   help="seeds per workload, 1 to 1000 (default 3)")
+    s.add_argument("--ops", type=bounded_int(1, 10**9), default=None, metavar="N",
+                   help="ops per workload, 1 to 1000000000 (default: each workload's own)")
+    s.add_argument("--out", default=str(paths.RESULTS), metavar="DIR",
+                   help="where ci.json and the traces go (default results/)")
     s.set_defaults(func=cmd_ci)
 
+    # Listed for --help only: main() hands these to the binary before argparse sees them.
     for name, help_text in FORWARDED.items():
-        s = sub.add_parser(name, help=help_text, add_help=False)
-        s.add_argument("rest", nargs=argparse.REMAINDER)
-        s.set_defaults(func=cmd_forward)
+        sub.add_parser(name, help=help_text + f" (see 'vmfrag {name} --help')", add_help=False)
     return p
 
 
 def main(argv):
-    args = parser().parse_args(argv)
     try:
+        if argv and argv[0] in FORWARDED:
+            forward(argv[0], argv[1:])
+        args = parser().parse_args(argv)
         return args.func(args)
     except (bootstrap.BootstrapError, build.BuildError) as e:
         print(f"vmfrag: error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("vmfrag: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
