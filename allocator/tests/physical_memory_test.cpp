@@ -25,10 +25,12 @@ namespace {
 
 constexpr std::uint64_t P = kPhysPageSize;
 
-// Forwards to the real OS, records what was asked, and fails a call on request.
-class RecordingOs final : public ForwardingOs {
+// Forwards to the real OS, records what was asked, fails a call on request and can shift an alias
+// (a broken direct map for check() to find): the scripted cases below need more than
+// allocator/os/fault_injection.h offers.
+class ScriptedOs final : public ForwardingOs {
  public:
-  RecordingOs() : ForwardingOs(linux_os()) {}
+  ScriptedOs() : ForwardingOs(linux_os()) {}
   int fail_memfd = 0;          // errno for the next memfd_create calls, 0 = forward
   int fail_map = 0;            // errno for the next map_shared calls, 0 = forward
   bool shift_alias = false;    // map one page further into the file than asked (a broken alias)
@@ -73,7 +75,7 @@ std::unique_ptr<PhysicalMemory> make(std::uint64_t bytes, OsInterface* os = null
 }
 
 TEST(PhysicalMemory, CreateAndDestroyReleaseEverything) {
-  RecordingOs os;
+  ScriptedOs os;
   auto pm = make(PhysicalMemoryConfig{}.bytes, &os);  // the 256 MiB default
   ASSERT_NE(pm, nullptr);
   EXPECT_EQ(pm->bytes(), 256ull << 20);
@@ -96,7 +98,7 @@ TEST(PhysicalMemory, CreateAndDestroyReleaseEverything) {
 }
 
 TEST(PhysicalMemory, BadSizesAreInvalidWithoutTouchingTheOs) {
-  RecordingOs os;
+  ScriptedOs os;
   for (std::uint64_t bytes : {std::uint64_t{0}, std::uint64_t{1}, P - 1, P + 1, 3 * P + 17, kMaxPhysicalBytes + P}) {
     PhysicalMemoryConfig c;
     c.bytes = bytes;
@@ -116,7 +118,7 @@ TEST(PhysicalMemory, BadSizesAreInvalidWithoutTouchingTheOs) {
 }
 
 TEST(PhysicalMemory, MemfdFailurePropagatesErrno) {
-  RecordingOs os;
+  ScriptedOs os;
   os.fail_memfd = EMFILE;
   PhysicalMemoryConfig c;
   c.bytes = 1 << 20;
@@ -130,7 +132,7 @@ TEST(PhysicalMemory, MemfdFailurePropagatesErrno) {
 }
 
 TEST(PhysicalMemory, DirectMapFailureClosesTheMemfd) {
-  RecordingOs os;
+  ScriptedOs os;
   os.fail_map = ENOMEM;
   PhysicalMemoryConfig c;
   c.bytes = 1 << 20;
@@ -245,7 +247,7 @@ TEST(PhysicalMemory, FailureKinds) {
 // check() must be able to fail: a "second mapping" that is really of another page, and an OS that
 // refuses the second mapping, are both reported.
 TEST(PhysicalMemory, CheckReportsBrokenAliasAndOsFailure) {
-  RecordingOs os;
+  ScriptedOs os;
   auto pm = make(1 << 20, &os);
   ASSERT_NE(pm, nullptr);
   os.shift_alias = true;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "allocator/os/fault_injection.h"
 #include "allocator/vspace/virtual_space.h"
 #include "harness/files/input_file.h"
 #include "harness/files/output_file.h"
@@ -98,7 +99,17 @@ std::string human_summary(const ReplayResult& r) {
 }
 
 int cmd_replay(const std::string& path, bool json, bool differential, std::uint64_t check_every,
-               const std::string& backing, const std::string& timeline, std::size_t maps) {
+               const std::string& backing, const std::string& timeline, std::size_t maps,
+               const std::string& fail_os) {
+  std::unique_ptr<FailingOs> failing_os;
+  if (!fail_os.empty()) {
+    std::string why;
+    const std::optional<FailingOs::Nth> nth = parse_fail_os_spec(fail_os, &why);
+    if (!nth) throw InputError("<args>", 0, "--fail-os: " + why);
+    if (differential)
+      throw InputError("<args>", 0, "--fail-os cannot be combined with --differential: the reference model has no OS");
+    failing_os = std::make_unique<FailingOs>(linux_os(), *nth);
+  }
   std::optional<Backing> backing_override;
   if (backing == "none") backing_override = Backing::kNone;
   if (backing == "anon") backing_override = Backing::kAnon;
@@ -115,6 +126,7 @@ int cmd_replay(const std::string& path, bool json, bool differential, std::uint6
   options.check_every = check_every;
   options.maps_at_failures = maps;
   options.backing = backing_override;
+  options.os = failing_os.get();
   if (timeline_out) {
     std::ostream& tl = timeline_out->stream();
     options.on_op = [&tl](std::uint64_t i, const Op& op, const VirtualSpace& vs, bool ok, FailureKind f,
@@ -122,6 +134,9 @@ int cmd_replay(const std::string& path, bool json, bool differential, std::uint6
   }
   const ReplayResult r = replay(source, options);
   if (timeline_out) timeline_out->commit();
+  if (failing_os)  // said on stderr either way: an injection that never happened must not pass unnoticed
+    std::fprintf(stderr, "vmfrag: --fail-os %s: %s\n", fail_os.c_str(),
+                 failing_os->failures_injected() != 0 ? "failure injected" : "that call was never made: nothing injected");
   if (json) {
     std::cout << replay_result_json(r) << '\n';
   } else {
@@ -233,7 +248,7 @@ int run(int argc, char** argv) {
   app.require_subcommand(1);
   app.failure_message(cli11_failure_message);
 
-  std::string trace, out_path, backing, timeline, region, profile, workload;
+  std::string trace, out_path, backing, timeline, region, profile, workload, fail_os;
   std::string check_every_text = "0", seed_text, ops_text, maps_text = "16";
   bool json = false, differential = false;
 
@@ -245,6 +260,9 @@ int run(int argc, char** argv) {
       ->type_name("N");
   replay_cmd->add_option("--backing", backing, "override the trace's backing: none, anon or memfd");
   replay_cmd->add_option("--timeline", timeline, "write per-op metrics as JSON Lines to FILE")->type_name("FILE");
+  replay_cmd->add_option("--fail-os", fail_os, "fail one OS call: KIND:N[:ERRNO], the N-th (from 0) call of KIND "
+                                              "(reserve, map_shared, protect-rw, reserve_fixed, ...) with ERRNO (EIO, "
+                                              "ENOMEM, EAGAIN, EPERM, EACCES; default EIO)")->type_name("SPEC");
   replay_cmd->add_option("--maps", maps_text, "record the address-space map at the first N failures, N from 0 to 1000 "
                                               "(default 16)")->type_name("N");
 
@@ -289,7 +307,7 @@ int run(int argc, char** argv) {
     int code = kExitInput;
     if (*replay_cmd) {
       code = cmd_replay(trace, json, differential, parse_number_arg("--check-every", check_every_text, 0, kMaxCheckEvery),
-                        backing, timeline, parse_number_arg("--maps", maps_text, 0, kMaxMaps));
+                        backing, timeline, parse_number_arg("--maps", maps_text, 0, kMaxMaps), fail_os);
     } else if (*gen_cmd) {
       const std::uint64_t seed = parse_number_arg("--seed", seed_text, 0, UINT64_MAX);
       const std::uint64_t ops = ops_text.empty() ? 0 : parse_number_arg("--ops", ops_text, 1, kMaxOps);

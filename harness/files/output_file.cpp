@@ -38,7 +38,10 @@ extern "C" void remove_temps_and_reraise(int sig) {
 void install_signal_cleanup() {
   static std::once_flag once;
   std::call_once(once, [] {
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    // The signals that end a process by default and that a run can meet while writing: Ctrl-C,
+    // kill and timeout(1), a closed terminal, a closed pipe, the file-size limit, abort() (a failed
+    // VMF_CHECK, a sanitizer report). SIGSEGV/SIGBUS stay with the sanitizers, which report them.
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGXFSZ, SIGABRT}) {
       struct sigaction sa {};
       sa.sa_handler = remove_temps_and_reraise;
       sigemptyset(&sa.sa_mask);

@@ -6,7 +6,7 @@
 //    dies in any way, SIGKILL included; commit() links it under a temporary name and renames it
 //    over the target. Where the filesystem has no O_TMPFILE, a named `.NAME.vmfrag-XXXXXX` beside
 //    the target is used instead and removed on every error path, at destruction and on SIGINT,
-//    SIGTERM or SIGHUP. (VMFRAG_NO_O_TMPFILE in the environment forces this path, for its tests.)
+//    SIGTERM, SIGHUP, SIGPIPE, SIGXFSZ or SIGABRT. (VMFRAG_NO_O_TMPFILE in the environment forces this path, for its tests.)
 //  * Symlink: stays a symlink; the file it finally resolves to is the one replaced as above.
 //  * Anything else (FIFO, character device such as /dev/null or /dev/full, socket), and any path
 //    under /dev or /proc (/dev/stdout, /dev/fd/N lead wherever the descriptor does): opened and

@@ -58,6 +58,7 @@ class Replayer {
     config.space.guard_pages = h.guard_pages;
     config.space.lazy_threshold_pages = h.lazy_pages;
     config.phys_bytes = h.phys_bytes;
+    config.space.os = options.os;
     config.backing = backing_ == Backing::kAnon    ? BackingMode::kAnon
                      : backing_ == Backing::kMemfd ? BackingMode::kMemfd
                                                    : BackingMode::kNone;
@@ -316,7 +317,10 @@ class Replayer {
   }
 
   void check() {
-    if (std::string why = vm_->check(); !why.empty()) violation(result_.ops, "check(): " + why);
+    if (options_.os != nullptr) options_.os->set_paused(true);
+    std::string vm_problem = vm_->check();
+    if (options_.os != nullptr) options_.os->set_paused(false);
+    if (!vm_problem.empty()) violation(result_.ops, "check(): " + vm_problem);
     if (model_ && !stopped_)
       if (std::string why = model_->validate(); !why.empty()) violation(result_.ops, "reference validate(): " + why);
   }

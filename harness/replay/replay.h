@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "allocator/core/failure.h"
+#include "allocator/os/fault_injection.h"
 #include "allocator/vmalloc/vmalloc.h"
 #include "allocator/vspace/virtual_space.h"
 #include "harness/trace/op.h"
@@ -62,6 +63,10 @@ struct ReplayOptions {
   std::size_t maps_at_failures = 16; // record the address-space map at the first N failures
   bool stop_at_first_failure = false;  // the minimiser only needs the first one
   std::optional<Backing> backing;      // overrides the trace's `backing` directive
+  // An OS interceptor between the allocator and the real OS (a FailingOs for --fail-os); nullptr =
+  // the real OS directly. Paused while check() runs, so injection points are the ops' own calls.
+  // Must outlive the replay.
+  InterceptingOs* os = nullptr;
   // Called after every op with its index and the op; for timelines. Must not throw.
   std::function<void(std::uint64_t op_index, const Op& op, const VirtualSpace& space, bool ok,
                      FailureKind failure, std::uint64_t offset)>

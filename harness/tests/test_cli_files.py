@@ -5,7 +5,9 @@ files or unreadable; numeric options out of range; signals mid-write. For each: 
 first line of stderr, that every input is byte-identical afterwards, that symlinks, FIFOs and
 devices are still what they were, and that no temporary file is left (the issue: #9)."""
 import hashlib
+import json
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -278,7 +280,8 @@ def test_default_profile_is_found_from_any_directory(cli, tmp_path):
 
 
 @pytest.mark.parametrize("named", [False, True], ids=["O_TMPFILE", "named temporary"])
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGABRT, signal.SIGKILL],
+                         ids=lambda s: s.name)
 def test_a_killed_writer_leaves_no_temporary_and_the_target_intact(cli, tmp_path, named, sig):
     if named and sig == signal.SIGKILL:
         pytest.skip("a named temporary cannot be removed after SIGKILL: that is what O_TMPFILE is for")
@@ -286,7 +289,8 @@ def test_a_killed_writer_leaves_no_temporary_and_the_target_intact(cli, tmp_path
     out.write_text("previous\n")
     env = dict(os.environ, VMFRAG_NO_O_TMPFILE="1") if named else None
     p = subprocess.Popen([str(cli), "gen", "random_size_alloc_test", "--seed", "1", "--ops", "50000000", "-o", str(out)],
-                         env=env, stderr=subprocess.PIPE)
+                         env=env, stderr=subprocess.PIPE, cwd=tmp_path,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
     # Wait until the temporary holds data (named: visible; unnamed: in /proc/PID/fd), then signal.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -300,3 +304,22 @@ def test_a_killed_writer_leaves_no_temporary_and_the_target_intact(cli, tmp_path
     assert p.returncode == -sig
     assert out.read_text() == "previous\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["big.vmtrace"]
+
+
+def test_fail_os_injects_one_os_failure_into_a_replay(cli, tmp_path):
+    t = tmp_path / "r.vmtrace"
+    assert run(cli, "gen", "random_size_alloc_test", "--seed", 1, "--ops", 200, "-o", t).returncode == 0
+    for spec, kind in (("map_shared:5", "os-error"), ("map_shared:5:ENOMEM", "map-limit")):
+        r = run(cli, "replay", t, "--backing", "memfd", "--fail-os", spec, "--check-every", 1, "--json")
+        assert r.returncode == 0, r.stderr
+        j = json.loads(r.stdout)
+        assert j["failures_by_kind"] == {kind: 1}, j["failures_by_kind"]
+        assert r.stderr == f"vmfrag: --fail-os {spec}: failure injected\n"
+    r = run(cli, "replay", t, "--backing", "memfd", "--fail-os", "map_shared:100000")
+    assert r.returncode == 0 and "that call was never made: nothing injected" in r.stderr
+    for spec, message in (("bogus:1", "unknown OS call 'bogus'"), ("map_shared:x", "expected KIND:N[:ERRNO]"),
+                          ("map_shared:1:EWHAT", "unknown errno 'EWHAT'")):
+        r = run(cli, "replay", t, "--fail-os", spec)
+        assert r.returncode == 2 and first_line(r).startswith(f"vmfrag: error: --fail-os: {message}"), r.stderr
+    r = run(cli, "replay", t, "--fail-os", "map_shared:1", "--differential")
+    assert r.returncode == 2 and "cannot be combined with --differential" in r.stderr

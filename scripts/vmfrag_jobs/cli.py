@@ -75,6 +75,9 @@ def cmd_test(args):
 
 def cmd_ci(args):
     from . import ci_job
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"vmfrag: error: --out {args.out}: not a directory", file=sys.stderr)
+        return EXIT_USAGE
     return ci_job.run(args)
 
 

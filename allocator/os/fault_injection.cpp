@@ -1,0 +1,193 @@
+#include "allocator/os/fault_injection.h"
+
+#include <cerrno>
+#include <charconv>
+#include <utility>
+
+namespace vmfrag {
+namespace {
+
+constexpr std::array<const char*, static_cast<std::size_t>(OsCall::kCount)> kNames = {
+    "reserve",      "release",    "memfd_create",   "close_fd",      "map_shared",
+    "unmap",        "protect-rw", "protect-none",   "drop_pages",    "populate_write",
+    "reserve_fixed", "reserve_hole", "max_map_count", "advise_hugepage", "anon_huge_bytes"};
+
+}  // namespace
+
+const char* os_call_name(OsCall call) {
+  const auto i = static_cast<std::size_t>(call);
+  return i < kNames.size() ? kNames[i] : "unknown";
+}
+
+std::optional<OsCall> os_call_from_name(std::string_view name) {
+  for (std::size_t i = 0; i < kNames.size(); ++i)
+    if (name == kNames[i]) return static_cast<OsCall>(i);
+  return std::nullopt;
+}
+
+bool os_call_is_fallible(OsCall call) {
+  switch (call) {
+    case OsCall::kRelease:
+    case OsCall::kCloseFd:
+    case OsCall::kProtectNone:
+    case OsCall::kDropPages:
+    case OsCall::kReserveHole:
+      return false;
+    default:
+      return true;
+  }
+}
+
+void InterceptingOs::set_paused(bool paused) {
+  std::lock_guard lock(mutex_);
+  paused_ = paused;
+}
+
+int InterceptingOs::intercept(OsCall call) {
+  std::uint64_t index;
+  {
+    std::lock_guard lock(mutex_);
+    if (paused_) return 0;
+    index = counts_[static_cast<std::size_t>(call)]++;
+  }
+  return on_call(call, index);
+}
+
+int InterceptingOs::reserve(std::size_t bytes, std::size_t align, void** base) {
+  if (const int e = intercept(OsCall::kReserve)) return e;
+  return inner_.reserve(bytes, align, base);
+}
+int InterceptingOs::release(void* base, std::size_t bytes) {
+  if (const int e = intercept(OsCall::kRelease)) return e;
+  return inner_.release(base, bytes);
+}
+int InterceptingOs::memfd_create(const char* name, std::size_t bytes, int* fd) {
+  if (const int e = intercept(OsCall::kMemfdCreate)) return e;
+  return inner_.memfd_create(name, bytes, fd);
+}
+int InterceptingOs::close_fd(int fd) {
+  if (const int e = intercept(OsCall::kCloseFd)) return e;
+  return inner_.close_fd(fd);
+}
+int InterceptingOs::map_shared(void* addr, std::size_t bytes, int fd, std::uint64_t offset, bool fixed, bool populate,
+                               void** out) {
+  if (const int e = intercept(OsCall::kMapShared)) return e;
+  return inner_.map_shared(addr, bytes, fd, offset, fixed, populate, out);
+}
+int InterceptingOs::unmap(void* addr, std::size_t bytes) {
+  if (const int e = intercept(OsCall::kUnmap)) return e;
+  return inner_.unmap(addr, bytes);
+}
+int InterceptingOs::protect(void* addr, std::size_t bytes, Protection protection) {
+  if (const int e = intercept(protection == Protection::kNone ? OsCall::kProtectNone : OsCall::kProtectReadWrite))
+    return e;
+  return inner_.protect(addr, bytes, protection);
+}
+int InterceptingOs::drop_pages(void* addr, std::size_t bytes) {
+  if (const int e = intercept(OsCall::kDropPages)) return e;
+  return inner_.drop_pages(addr, bytes);
+}
+int InterceptingOs::populate_write(void* addr, std::size_t bytes) {
+  if (const int e = intercept(OsCall::kPopulateWrite)) return e;
+  return inner_.populate_write(addr, bytes);
+}
+int InterceptingOs::reserve_fixed(void* addr, std::size_t bytes, bool replace) {
+  if (const int e = intercept(replace ? OsCall::kReserveFixed : OsCall::kReserveHole)) return e;
+  return inner_.reserve_fixed(addr, bytes, replace);
+}
+int InterceptingOs::max_map_count(std::uint64_t* out) {
+  if (const int e = intercept(OsCall::kMaxMapCount)) return e;
+  return inner_.max_map_count(out);
+}
+int InterceptingOs::advise_hugepage(void* addr, std::size_t bytes) {
+  if (const int e = intercept(OsCall::kAdviseHugepage)) return e;
+  return inner_.advise_hugepage(addr, bytes);
+}
+int InterceptingOs::anon_huge_bytes(void* addr, std::size_t bytes, std::uint64_t* out) {
+  if (const int e = intercept(OsCall::kAnonHugeBytes)) return e;
+  return inner_.anon_huge_bytes(addr, bytes, out);
+}
+
+std::vector<OsCallRecord> RecordingOs::calls() const {
+  std::lock_guard lock(mutex_);
+  return calls_;
+}
+
+int RecordingOs::on_call(OsCall call, std::uint64_t index) {
+  std::lock_guard lock(mutex_);
+  calls_.push_back({call, index});
+  return 0;
+}
+
+std::uint64_t FailingOs::failures_injected() const {
+  std::lock_guard lock(mutex_);
+  return injected_;
+}
+
+int FailingOs::on_call(OsCall call, std::uint64_t index) {
+  std::lock_guard lock(mutex_);
+  if (nth_ && nth_->call == call && nth_->index == index) {
+    ++injected_;
+    return nth_->error;
+  }
+  if (rate_ && os_call_is_fallible(call)) {
+    // SplitMix64: one draw per fallible call, so the failed calls depend only on seed and sequence.
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    if (z % rate_->denominator < rate_->numerator) {
+      ++injected_;
+      return rate_->error;
+    }
+  }
+  return 0;
+}
+
+std::optional<FailingOs::Nth> parse_fail_os_spec(std::string_view spec, std::string* why) {
+  std::string_view parts[3];
+  std::size_t count = 0;
+  for (std::string_view rest = spec;; ++count) {
+    const auto colon = rest.find(':');
+    if (count == 3) {
+      count = 4;  // too many parts
+      break;
+    }
+    parts[count] = rest.substr(0, colon);
+    if (colon == std::string_view::npos) {
+      ++count;
+      break;
+    }
+    rest = rest.substr(colon + 1);
+  }
+  const std::optional<OsCall> call = os_call_from_name(parts[0]);
+  if (!call) {
+    std::string names;
+    for (const char* n : kNames) names += std::string(names.empty() ? "" : ", ") + n;
+    *why = "unknown OS call '" + std::string(parts[0]) + "' (one of " + names + ")";
+    return std::nullopt;
+  }
+  std::uint64_t index = 0;
+  const std::string_view digits = parts[1];
+  const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index, 10);
+  if (count < 2 || count > 3 || digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size()) {
+    *why = "expected KIND:N[:ERRNO] with N a whole number (the 0-based index among calls of KIND), got '" +
+           std::string(spec) + "'";
+    return std::nullopt;
+  }
+  int error = EIO;
+  if (count == 3) {
+    static constexpr std::pair<const char*, int> kErrnos[] = {
+        {"EIO", EIO}, {"ENOMEM", ENOMEM}, {"EAGAIN", EAGAIN}, {"EPERM", EPERM}, {"EACCES", EACCES}};
+    error = 0;
+    for (const auto& [name, value] : kErrnos)
+      if (parts[2] == name) error = value;
+    if (error == 0) {
+      *why = "unknown errno '" + std::string(parts[2]) + "' (one of EIO, ENOMEM, EAGAIN, EPERM, EACCES)";
+      return std::nullopt;
+    }
+  }
+  return FailingOs::Nth{*call, index, error};
+}
+
+}  // namespace vmfrag

@@ -1,0 +1,148 @@
+// Fault injection at the OS boundary: every call the allocator makes to the OS can be observed
+// (RecordingOs) or made to fail (FailingOs), deterministically, so a test or `vmfrag replay
+// --fail-os` can walk every point where the allocator meets the OS and check that each failure is
+// reported with the right kind and leaves every structure intact.
+//
+// An injection point is one call, named by its kind and its 0-based index among the calls of that
+// kind since the interceptor was made ("map_shared:3" is the fourth map_shared). protect() and
+// reserve_fixed() count as two kinds each, because their two uses differ in contract: protect-rw
+// (making an area accessible) may fail, protect-none (unmapping whole VMAs) is documented never to
+// fail; reserve_fixed (replacing a purged range in place) may fail, reserve_hole (re-reserving a
+// range just unmapped, MAP_FIXED_NOREPLACE) fails only if something else took the range, which
+// leaves the region broken and aborts.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "allocator/os/os.h"
+
+namespace vmfrag {
+
+enum class OsCall : std::uint8_t {
+  kReserve,
+  kRelease,
+  kMemfdCreate,
+  kCloseFd,
+  kMapShared,
+  kUnmap,
+  kProtectReadWrite,
+  kProtectNone,
+  kDropPages,
+  kPopulateWrite,
+  kReserveFixed,
+  kReserveHole,
+  kMaxMapCount,
+  kAdviseHugepage,
+  kAnonHugeBytes,
+  kCount
+};
+
+// "reserve", "map_shared", "protect-rw", ... (the names --fail-os takes). Never null.
+[[nodiscard]] const char* os_call_name(OsCall call);
+[[nodiscard]] std::optional<OsCall> os_call_from_name(std::string_view name);
+
+// Calls whose failure the allocator reports (as os-error, map-limit, or by falling back): every
+// kind but release, close_fd, protect-none, drop_pages and reserve_hole, which its unmap, purge and
+// teardown paths rely on never failing (they abort through VMF_CHECK if the OS breaks that promise).
+[[nodiscard]] bool os_call_is_fallible(OsCall call);
+
+// Forwards every call to `inner`, first asking on_call() whether to fail it instead. While paused,
+// calls are forwarded without on_call() and not counted: observation between the steps under test
+// (check(), which maps aliases) then neither fails nor shifts the injection points.
+class InterceptingOs : public OsInterface {
+ public:
+  explicit InterceptingOs(OsInterface& inner) : inner_(inner) {}
+  void set_paused(bool paused);
+  int reserve(std::size_t bytes, std::size_t align, void** base) override;
+  int release(void* base, std::size_t bytes) override;
+  int memfd_create(const char* name, std::size_t bytes, int* fd) override;
+  int close_fd(int fd) override;
+  int map_shared(void* addr, std::size_t bytes, int fd, std::uint64_t offset, bool fixed, bool populate,
+                 void** out) override;
+  int unmap(void* addr, std::size_t bytes) override;
+  int protect(void* addr, std::size_t bytes, Protection protection) override;
+  int drop_pages(void* addr, std::size_t bytes) override;
+  int populate_write(void* addr, std::size_t bytes) override;
+  int reserve_fixed(void* addr, std::size_t bytes, bool replace) override;
+  int max_map_count(std::uint64_t* out) override;
+  int advise_hugepage(void* addr, std::size_t bytes) override;
+  int anon_huge_bytes(void* addr, std::size_t bytes, std::uint64_t* out) override;
+
+ protected:
+  // Called before each call with its kind and its index among calls of that kind; a non-zero
+  // errno fails the call with it (nothing is forwarded). Must be thread-safe if the allocator is
+  // shared between threads.
+  virtual int on_call(OsCall call, std::uint64_t index) = 0;
+
+ private:
+  int intercept(OsCall call);
+  OsInterface& inner_;
+  std::mutex mutex_;
+  std::array<std::uint64_t, static_cast<std::size_t>(OsCall::kCount)> counts_{};
+  bool paused_ = false;
+};
+
+// One call as recorded.
+struct OsCallRecord {
+  OsCall call;
+  std::uint64_t index;  // among calls of this kind
+};
+
+// Records every call (not paused), in order, and forwards it.
+class RecordingOs final : public InterceptingOs {
+ public:
+  explicit RecordingOs(OsInterface& inner) : InterceptingOs(inner) {}
+  [[nodiscard]] std::vector<OsCallRecord> calls() const;
+
+ protected:
+  int on_call(OsCall call, std::uint64_t index) override;
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<OsCallRecord> calls_;
+};
+
+// Fails chosen calls, deterministically:
+//  * nth: the call of kind `call` whose index is `index` fails with `error` (once);
+//  * rate: each fallible call fails with probability numerator/denominator, drawn from a
+//    SplitMix64 stream seeded with `seed` (the same seed and call sequence fail the same calls).
+// Counts what it failed.
+class FailingOs final : public InterceptingOs {
+ public:
+  struct Nth {
+    OsCall call;
+    std::uint64_t index;
+    int error;
+  };
+  struct Rate {
+    std::uint64_t numerator, denominator;  // 0 < numerator <= denominator
+    std::uint64_t seed;
+    int error;
+  };
+  FailingOs(OsInterface& inner, Nth nth) : InterceptingOs(inner), nth_(nth) {}
+  FailingOs(OsInterface& inner, Rate rate) : InterceptingOs(inner), rate_(rate), state_(rate.seed) {}
+  [[nodiscard]] std::uint64_t failures_injected() const;
+
+ protected:
+  int on_call(OsCall call, std::uint64_t index) override;
+
+ private:
+  std::optional<Nth> nth_;
+  std::optional<Rate> rate_;
+  mutable std::mutex mutex_;
+  std::uint64_t state_ = 0;
+  std::uint64_t injected_ = 0;
+};
+
+// Parses "KIND:N[:ERRNO]" as given to --fail-os: N is the 0-based index among calls of KIND,
+// ERRNO one of EIO (the default), ENOMEM, EAGAIN, EPERM, EACCES; e.g. "map_shared:3:ENOMEM".
+// Returns nullopt and sets *why for anything else.
+[[nodiscard]] std::optional<FailingOs::Nth> parse_fail_os_spec(std::string_view spec, std::string* why);
+
+}  // namespace vmfrag
