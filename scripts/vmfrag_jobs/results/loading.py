@@ -1,0 +1,224 @@
+"""Finds, parses and validates the result files of one or more results directories.
+
+A results directory is whatever a job wrote: the loader walks it for `*.json` and `*.jsonl`, tells
+each file's format by its `format` field (or, for the legacy and foreign formats, by its keys; see
+schemas.py), validates it and keeps it with its problems. Nothing is dropped silently: a file cut
+short by a killed job is kept as *damaged* with what could be read (the complete lines of a
+timeline; for a JSON document, the format its first bytes name), and every gap the directory shows
+(no run.json, a run without an end, a step still running, an output the run lists but that is not
+there, a finding without its trace) becomes a line of `ResultsDir.problems`.
+"""
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import schemas
+
+RESULT_SUFFIXES = (".json", ".jsonl")
+# Written by the report itself or by tools, never results: index.html, the history, pytest's XML.
+NOT_RESULTS = {"index.html", "history.sqlite"}
+SKIPPED_DIRS = {"corpus", "crashes", "__pycache__"}
+FORMAT_PREFIX = re.compile(r'"format"\s*:\s*"([a-z0-9-]+)"')
+
+
+@dataclass
+class ResultFile:
+    root: Path            # the results directory it was found in
+    rel: str              # path relative to root, '/'-separated
+    format: str = None    # schemas.* name, or None when the file is none of ours
+    version: int = None
+    data: object = None   # the parsed document; for a timeline, {"header": ..., "records": [...]}
+    problems: list = field(default_factory=list)
+    damaged: bool = False  # could not be read whole
+    notes: list = field(default_factory=list)
+
+    @property
+    def path(self):
+        return self.root / self.rel
+
+    @property
+    def legacy(self):
+        return self.version == schemas.LEGACY
+
+
+@dataclass
+class ResultsDir:
+    roots: list
+    files: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+    def of(self, fmt):
+        return [f for f in self.files if f.format == fmt and f.data is not None]
+
+    def damaged(self):
+        return [f for f in self.files if f.damaged]
+
+    def find(self, root, rel):
+        for f in self.files:
+            if f.root == root and f.rel == rel:
+                return f
+        return None
+
+
+def _json_error(e, text):
+    where = f"line {e.lineno} column {e.colno}"
+    if e.pos >= len(text.rstrip()):
+        return f"truncated: the JSON ends at byte {len(text)} before the document is complete ({where})"
+    return f"invalid JSON at {where}: {e.msg}"
+
+
+def load_json_file(root, rel):
+    rf = ResultFile(root=root, rel=rel)
+    try:
+        text = rf.path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        rf.damaged = True
+        rf.problems.append(f"{rel}: cannot be read: {e.strerror}")
+        return rf
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        rf.damaged = True
+        named = FORMAT_PREFIX.search(text[:4096])
+        rf.format = named.group(1) if named else None
+        rf.problems.append(f"{rel}: {_json_error(e, text)}"
+                           + (f"; it started as a {rf.format} file" if rf.format else ""))
+        return rf
+    rf.format, rf.version = schemas.identify(doc)
+    if rf.format is None:
+        return rf
+    rf.data = doc
+    if rf.legacy:
+        rf.notes.append(f"{rf.format} legacy version 0 (written before result files had format and version)")
+    rf.problems += schemas.validate(rf.format, rf.version, doc, rel)
+    if rf.version is not None and rf.version > schemas.CURRENT_VERSION.get(rf.format, 0):
+        rf.data = None  # never guess at a newer format's meaning
+    return rf
+
+
+def load_timeline_file(root, rel):
+    """JSON Lines from `vmfrag replay --timeline`. Keeps every complete, valid line; a last line cut
+    short (no newline, not JSON) marks the file damaged but keeps the rest."""
+    rf = ResultFile(root=root, rel=rel, format=schemas.TIMELINE)
+    try:
+        raw = rf.path.read_bytes()
+    except OSError as e:
+        rf.damaged = True
+        rf.problems.append(f"{rel}: cannot be read: {e.strerror}")
+        return rf
+    lines = raw.decode("utf-8", errors="replace").split("\n")
+    ends_with_newline = raw.endswith(b"\n") or not raw
+    if ends_with_newline:
+        lines.pop()  # the empty string after the final newline
+    header, records = None, []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) and not ends_with_newline:
+                rf.damaged = True
+                rf.problems.append(f"{rel}: truncated: the last line ({i}) is incomplete; "
+                                   f"{len(records)} complete records kept")
+            else:
+                rf.problems.append(f"{rel}:{i}: not a JSON object; line skipped")
+            continue
+        if i == 1 and isinstance(obj, dict) and "format" in obj:
+            header = obj
+            if obj.get("format") != schemas.TIMELINE:
+                rf.problems.append(f"{rel}: header names format '{obj.get('format')}', not {schemas.TIMELINE}")
+            continue
+        problems = schemas.validate_timeline_record(obj, f"{rel}:{i}")
+        if problems:
+            rf.problems += problems[:3]
+            continue
+        records.append(obj)
+    rf.version = header.get("version") if header else schemas.LEGACY
+    if header is None:
+        rf.notes.append("timeline legacy version 0 (no header line; as `vmfrag replay --timeline` writes it)")
+    elif not isinstance(rf.version, int) or rf.version > schemas.CURRENT_VERSION[schemas.TIMELINE]:
+        rf.problems.append(f"{rel}: timeline version {rf.version!r} is not one this reader knows")
+    rf.data = {"header": header, "records": records}
+    return rf
+
+
+def _walk(root):
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS and not d.startswith("."))
+        for name in sorted(filenames):
+            if name in NOT_RESULTS or not name.endswith(RESULT_SUFFIXES):
+                continue
+            yield Path(dirpath, name).relative_to(root).as_posix()
+
+
+def load_dir(root, results=None):
+    """Loads one results directory into `results` (a new ResultsDir unless given, so shards can be
+    loaded into one)."""
+    root = Path(root).resolve()
+    results = results or ResultsDir(roots=[])
+    results.roots.append(root)
+    if not root.is_dir():
+        results.problems.append(f"{root}: no such results directory")
+        return results
+    for rel in _walk(root):
+        rf = load_timeline_file(root, rel) if rel.endswith(".jsonl") else load_json_file(root, rel)
+        if rf.format is not None or rf.damaged:
+            results.files.append(rf)
+    _check_completeness(root, results)
+    return results
+
+
+def load(roots):
+    results = ResultsDir(roots=[])
+    for root in roots:
+        load_dir(root, results)
+    return results
+
+
+def _check_completeness(root, results):
+    """What the directory promises but does not hold: the run manifest's own account of itself,
+    the outputs it lists, the traces findings and ci records point to."""
+    label = root.name
+    runs = [f for f in results.files if f.root == root and f.format == schemas.RUN]
+    if not runs:
+        results.problems.append(f"{label}: no run.json: the job kind, times and provenance of this run are unknown")
+    for run in runs:
+        if run.data is None:
+            results.problems.append(f"{label}/{run.rel}: the run manifest is unreadable (the job was probably killed while writing it)")
+            continue
+        if run.data.get("finished") is None:
+            results.problems.append(f"{label}: the run started {run.data.get('started')} and has no end time: "
+                                    "it was killed or is still running; what follows is what it had written")
+        for step in run.data.get("steps") or []:
+            status = step.get("status")
+            if status == "running":
+                results.problems.append(f"{label}: step '{step.get('name')}' was still running: its results are partial")
+            elif status == "pending":
+                results.problems.append(f"{label}: step '{step.get('name')}' never ran: no results for it")
+            for out in step.get("outputs") or []:
+                if not (root / out).exists():
+                    results.problems.append(f"{label}: step '{step.get('name')}' lists {out}, which is missing")
+    for f in results.files:
+        if f.root != root or f.data is None:
+            continue
+        if f.format == schemas.FINDING:
+            trace = f.data.get("trace")
+            if isinstance(trace, str) and not (root / Path(f.rel).parent / trace).exists():
+                results.problems.append(f"{label}/{f.rel}: its trace {trace} is missing")
+        if f.format == schemas.BUG:
+            repro = f.data.get("reproducer")
+            if isinstance(repro, str) and not (root / Path(f.rel).parent / repro).exists():
+                results.problems.append(f"{label}/{f.rel}: its reproducer {repro} is missing")
+        if f.format == schemas.CI and not f.legacy:
+            for rec in f.data.get("workloads") or []:
+                for key in ("replay", "timeline"):
+                    rel = rec.get(key) if isinstance(rec, dict) else None
+                    if isinstance(rel, str) and not (root / rel).exists():
+                        results.problems.append(f"{label}/{f.rel}: {rec.get('workload')} seed {rec.get('seed')}: "
+                                                f"its {key} {rel} is missing")
+    for f in results.files:
+        if f.root == root:
+            results.problems += [p if p.startswith(label) else f"{label}/{p}" for p in f.problems]
