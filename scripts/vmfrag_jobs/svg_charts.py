@@ -39,6 +39,15 @@ def nice_ticks(lo, hi, count=5):
     return ticks
 
 
+def byte_ticks(hi, count=8):
+    """Ticks for a byte axis [0, hi]: multiples of a power of two (4 KiB, 64 KiB, 1 MiB, ...), so
+    labels read as whole units."""
+    step = 1
+    while hi / step > count:
+        step *= 2
+    return [i * step for i in range(int(hi // step) + 1)]
+
+
 def format_bytes(n):
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if abs(n) >= size:
@@ -77,7 +86,8 @@ def line_chart(title, x_label, y_label, series, *, markers=(), hlines=(), y_form
                x_format=format_number, width=720, height=260, step=False, y_range=None, x_range=None):
     """series: [{"name", "points": [(x, y), ...], "dashed": bool}]; markers: [{"x", "label"}] drawn as
     red ticks under the x axis (failures); hlines: [{"y", "label", "colour"}] (floors, goals)."""
-    left, right, top, bottom = 64, 170 if len(series) > 1 or hlines else 20, 28, 46
+    has_legend = len(series) > 1 or bool(hlines) or bool(markers)
+    left, right, top, bottom = 64, 170 if has_legend else 20, 28, 46
     plot_w, plot_h = width - left - right, height - top - bottom
     xs = [p[0] for s in series for p in s["points"]] + [m["x"] for m in markers]
     ys = [p[1] for s in series for p in s["points"]] + [h["y"] for h in hlines]
@@ -135,7 +145,7 @@ def line_chart(title, x_label, y_label, series, *, markers=(), hlines=(), y_form
             body.append(f'<line class="failure-mark" x1="{px(m["x"]):.1f}" x2="{px(m["x"]):.1f}" y1="{top + plot_h - 8}" '
                         f'y2="{top + plot_h}" stroke="#d00" stroke-width="1.5"><title>{esc(m["label"])}</title></line>')
         legend.append((f"failed op ({len(markers)})", "#d00", False))
-    if len(legend) > 1 or markers or hlines:
+    if has_legend:
         body.append(_legend(legend, left + plot_w + 12, top + 8))
     return _frame(width, height, title, "".join(body))
 
@@ -230,7 +240,7 @@ def address_map(title, segments, region_bytes, *, request_bytes=None, largest_fr
                     f'{esc(hex(s["offset"]))} ({esc(format_bytes(s["offset"]))}), {esc(format_bytes(s["bytes"]))}'
                     f'</title></rect>')
     axis_y = top + strip_h
-    for t in nice_ticks(0, region_bytes, 8):
+    for t in byte_ticks(region_bytes, 8):
         if t <= region_bytes:
             x = left + t * scale
             body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{axis_y}" y2="{axis_y + 4}" stroke="#555"/>'
@@ -241,10 +251,13 @@ def address_map(title, segments, region_bytes, *, request_bytes=None, largest_fr
                                  ("largest free extent", largest_free_bytes, MAP_COLOURS["free"])):
         if value is None:
             continue
+        bar_w = max(1.0, value * scale)
+        # The label follows a short bar and sits inside a long one, so it never leaves the chart.
+        label_x = left + bar_w + 6 if bar_w < strip_w * 0.6 else left + 6
         body.append(f'<rect class="{"request" if colour == "#d62728" else "largest-free"}" x="{left}" y="{y}" '
-                    f'width="{max(1.0, value * scale):.3f}" height="12" fill="{colour}" stroke="#333" stroke-width="0.5">'
+                    f'width="{bar_w:.3f}" height="12" fill="{colour}" stroke="#333" stroke-width="0.5">'
                     f'<title>{esc(label)}: {esc(format_bytes(value))}</title></rect>'
-                    f'<text x="{left + max(1.0, value * scale) + 6:.1f}" y="{y + 10}" {FONT}>{esc(label)}: {esc(format_bytes(value))}</text>')
+                    f'<text x="{label_x:.1f}" y="{y + 10}" {FONT}>{esc(label)}: {esc(format_bytes(value))}</text>')
         y += 18
     legend_x = left
     for state in ("used", "guard", "free", "lazy"):

@@ -78,7 +78,8 @@ def header(results, verdict):
                 head.update(commit=prov.get("commit"), flavour=prov.get("flavour"), options=prov.get("options"),
                             machine=prov.get("machine") or {})
                 break
-        head["job"] = "adhoc"
+        # A ci.json without a manifest is the ci job's (legacy) summary.
+        head["job"] = "ci" if results.of(schemas.CI) else "adhoc"
     else:
         first = runs[0].data
         prov = first.get("provenance") or {}
