@@ -208,3 +208,17 @@ def cmd_report(args):
     print(summary.summary_text(tables))
     print(f"vmfrag report: {out}")
     return EXIT_OK
+
+
+def main(argv=None):
+    """Standalone entry point (`python3 -m vmfrag_jobs.report RESULTS_DIR ...`) until cli.py wires
+    `report` in through add_report_parser."""
+    import argparse
+    p = argparse.ArgumentParser(prog="vmfrag")
+    add_report_parser(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -108,7 +108,10 @@ NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\d+")
 def _frame_function(frame):
     """'#3 0x55d in vmfrag::Vmalloc::vfree(void*) allocator/x.cpp:12' -> 'vmfrag::Vmalloc::vfree(void*)'."""
     text = FRAME_ADDRESS.sub("", frame).strip()
-    return text.split(" ")[0] if text else frame.strip()
+    head, _, last = text.rpartition(" ")
+    if head and ("/" in last or ":" in last or last.startswith("(")):
+        text = head  # drop the source location or the "(module+0x...)" tail
+    return text or frame.strip()
 
 
 def bug_signature(kind, stack, detail):
@@ -117,7 +120,8 @@ def bug_signature(kind, stack, detail):
     at other offsets or seeds is one bug)."""
     if stack:
         return kind + " | " + " < ".join(_frame_function(f) for f in stack[:3])
-    return kind + " | " + NUMBERS.sub("N", detail or "")[:160]
+    masked = NUMBERS.sub(lambda m: "0xN" if m.group().startswith("0x") else "N", detail or "")
+    return kind + " | " + masked[:160]
 
 
 def _replay_command(trace):
