@@ -179,7 +179,7 @@ def test_charts_have_titles_axis_labels_and_legends():
                                                            {"name": "c", "points": [(0, 0), (5, 1)]}],
                                 markers=[{"x": 3, "label": "op 3: virtual-fragmentation"}])
     assert "<title>T&lt;1&gt;</title>" in svg and ">op index<" in svg and ">MiB<" in svg
-    assert 'class="legend"' in svg and ">a&amp;b<" in svg and "failed op (1)" in svg
+    assert 'class="legend"' in svg and ">a&amp;b<" in svg and ">failed ops<" in svg
     assert "no data" in svg_charts.line_chart("E", "x", "y", [{"name": "s", "points": []}])
     strip = svg_charts.address_map("m", [{"offset": 0, "bytes": 4096, "state": "used"},
                                          {"offset": 4096, "bytes": 4096, "state": "guard"},
@@ -188,3 +188,14 @@ def test_charts_have_titles_axis_labels_and_legends():
     widths = [float(w) for w in re.findall(r'class="seg seg-\w+" x="[\d.]+" y="\d+" width="([\d.]+)"', strip)]
     assert widths == [100.0, 100.0, 200.0]  # 400 px for 16 KiB, to scale
     assert re.search(r'class="request" x="10" y="\d+" width="300.000"', strip)
+
+
+def test_legacy_ci_report_draws_each_first_failure_map(tmp_path):
+    tables, html = render(tmp_path, "legacy-ci")
+    doc = json.loads((FIXTURES / "legacy-ci" / "ci.json").read_text())
+    with_maps = [w for w in doc["workloads"] if (w.get("first_failure") or {}).get("map")]
+    assert with_maps, "the legacy fixture should hold a first failure with its map"
+    workloads = section(html, "workloads")
+    assert workloads.count("address space at the first failure") == len(with_maps)
+    assert "guard not included" in workloads and "busy runs are drawn with their guard, unsplit" in workloads
+    assert "unknown (no run.json)" in html

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vmfrag_jobs import results
-from vmfrag_jobs.results import loading, schemas, statistics, summary, tables
+from vmfrag_jobs.results import loading, schemas, statistics, summary, tables, timeline
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -110,7 +110,7 @@ def test_a_half_written_directory_loads_and_says_what_is_missing():
     (tl,) = r.of(schemas.TIMELINE)
     raw = (FIXTURES / "killed-nightly" / tl.rel).read_bytes()
     assert not raw.endswith(b"\n")
-    assert tl.damaged and len(tl.data["records"]) == raw.count(b"\n")
+    assert tl.damaged and tl.data["ops"] == raw.count(b"\n")
     (w,) = t["workloads"]
     assert w["timeline"]["ops"] == raw.count(b"\n")
     assert "cut short" in w["timeline_note"]
@@ -129,20 +129,33 @@ def test_workload_rows_carry_the_replay_json_numbers_and_timeline_extremes():
         series = w["timeline"]["series"]
         assert max(v for _, v in series["live_bytes"]) == max(x["live_bytes"] for x in lines) == replay["peak_live_bytes"]
         assert min(v for _, v in series["largest_free_bytes"]) == min(x["largest_free_bytes"] for x in lines)
-        assert len(series["live_bytes"]) <= 2 * tables.TIMELINE_POINTS
-        assert [f["op"] for f in w["timeline"]["failures"]] == [f["op"] for f in replay["failures"]]
+        assert len(series["live_bytes"]) <= 4 * timeline.DEFAULT_POINTS
+        failed = [x["op"] for x in lines if x["result"] != "ok"]
+        assert w["timeline"]["failed_ops"] == len(failed) == len(replay["failures"])
+        assert sum(f["count"] for f in w["timeline"]["failures"]) == len(failed)
+        assert {f["op"] for f in w["timeline"]["failures"]} <= set(failed)
 
 
-def test_timeline_series_thins_but_keeps_peaks_and_dips():
-    recs = [{"op": i, "result": "ok", "live_bytes": (1000 if i == 537 else i % 7), "free_bytes": 0,
-             "largest_free_bytes": 0, "free_extents": (0 if i == 911 else 5), "external_fragmentation": 0.0}
-            for i in range(2000)]
-    recs[1500]["result"] = "virtual-fragmentation"
-    s = tables.timeline_series(recs, points=50)
-    assert (537, 1000) in s["series"]["live_bytes"]
-    assert (911, 0) in s["series"]["free_extents"]
-    assert len(s["series"]["live_bytes"]) <= 100
-    assert s["failures"] == [{"op": 1500, "result": "virtual-fragmentation"}]
+def test_timeline_envelope_thins_while_streaming_but_keeps_peaks_dips_and_failures():
+    for n in (1, 99, 100, 101, 2000, 12345):
+        env = timeline.Envelope(points=50)
+        for i in range(n):
+            env.add({"op": i, "result": "no-virtual-space" if i in (7, 8, 1500) else "ok",
+                     "live_bytes": 1000 if i == n * 2 // 3 else i % 7, "free_bytes": n - i,
+                     "largest_free_bytes": 0, "free_extents": 0 if i == n // 2 else 5, "external_fragmentation": 0.5})
+            assert len(env.buckets) <= 100
+        s = tables.timeline_series(env)
+        assert s["ops"] == n and (s["first_op"], s["last_op"]) == (0, n - 1)
+        assert (n * 2 // 3, 1000) in s["series"]["live_bytes"]
+        assert (n // 2, 0) in s["series"]["free_extents"]
+        assert s["series"]["free_bytes"][0] == (0, n) and s["series"]["free_bytes"][-1] == (n - 1, 1)
+        assert sum(b[1] for b in env.buckets) == n
+        if n > 50:
+            assert len(env.buckets) >= 50
+        failed = [i for i in (7, 8, 1500) if i < n]
+        assert s["failed_ops"] == len(failed) == sum(f["count"] for f in s["failures"])
+        assert s["failures"][0]["op"] == failed[0] if failed else s["failures"] == []
+        assert all(f["kinds"] == ["no-virtual-space"] for f in s["failures"])
 
 
 def test_address_segments_split_each_busy_run_into_area_and_guard():

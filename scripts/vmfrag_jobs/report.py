@@ -38,7 +38,9 @@ def workload_charts(row):
     """The five stress charts of one workload run, failures marked on the op axis."""
     tl = row["timeline"]
     s = tl["series"]
-    markers = [{"x": f["op"], "label": f"op {f['op']}: {f['result']}"} for f in tl["failures"]]
+    markers = [{"x": f["op"], "label": (f"op {f['op']}: {', '.join(f['kinds'])}" if f["count"] == 1 else
+                                        f"{f['count']} failed ops from op {f['op']}: {', '.join(f['kinds'])}")}
+               for f in tl["failures"]]
     x_range = (tl["first_op"], tl["last_op"]) if tl["ops"] else None
     name = f"{row['workload']} seed {row['seed']}"
     mib = lambda pts: [(x, y / 2**20) for x, y in pts]  # noqa: E731
@@ -55,6 +57,16 @@ def workload_charts(row):
                                    [{"name": "external fragmentation", "points": s["external_fragmentation"]}],
                                    markers=markers, x_range=x_range, y_range=(0, 1))),
     ]
+
+
+def first_failure_map(row):
+    ff = row["first_failure"]
+    if not ff or not ff["segments"]:
+        return None
+    return _svg(svg_charts.address_map(
+        f"{row['workload']} seed {row['seed']}: address space at the first failure (op {ff['op']}, {ff['kind']})",
+        ff["segments"], ff["region_bytes"], request_bytes=ff["size"], largest_free_bytes=ff["largest_free_bytes"],
+        request_label="failed request (size, guard not included)"))
 
 
 def finding_charts(f):
@@ -116,6 +128,7 @@ def build_view(tables):
     view = dict(tables)
     view["finding_charts"] = [finding_charts(f) for f in tables["findings"]]
     view["workload_charts"] = [(row, workload_charts(row)) for row in tables["charted_workloads"]]
+    view["failure_maps"] = [(row, m) for row in tables["workloads"] for m in [first_failure_map(row)] if m is not None]
     view["hunt_charts"] = hunt_charts(tables["hunt"]) if tables["hunt"] else []
     view["fuzz_charts"] = [fuzz_chart(r) for r in tables["fuzz"]]
     bench = tables["bench"]

@@ -144,7 +144,7 @@ def line_chart(title, x_label, y_label, series, *, markers=(), hlines=(), y_form
         for m in markers:
             body.append(f'<line class="failure-mark" x1="{px(m["x"]):.1f}" x2="{px(m["x"]):.1f}" y1="{top + plot_h - 8}" '
                         f'y2="{top + plot_h}" stroke="#d00" stroke-width="1.5"><title>{esc(m["label"])}</title></line>')
-        legend.append((f"failed op ({len(markers)})", "#d00", False))
+        legend.append(("failed ops", "#d00", False))
     if has_legend:
         body.append(_legend(legend, left + plot_w + 12, top + 8))
     return _frame(width, height, title, "".join(body))
@@ -225,10 +225,11 @@ def ratio_bars(title, x_label, bars, *, width=720):
     return _frame(width, height, title, "".join(body))
 
 
-def address_map(title, segments, region_bytes, *, request_bytes=None, largest_free_bytes=None, width=900):
+def address_map(title, segments, region_bytes, *, request_bytes=None, largest_free_bytes=None, width=900,
+                request_label="failed request (need, guard included)"):
     """The region as one strip to scale (used / guard / free / lazy, hover: offset and size), and
     under it, at the same scale, the failed request's need beside the largest free extent."""
-    left, right = 10, 10
+    left, right = 10, 34  # room for the last offset label
     strip_w = width - left - right
     top, strip_h = 30, 36
     scale = strip_w / region_bytes if region_bytes else 0
@@ -247,7 +248,7 @@ def address_map(title, segments, region_bytes, *, request_bytes=None, largest_fr
                         f'<text x="{x:.1f}" y="{axis_y + 15}" text-anchor="middle" {FONT}>{esc(format_bytes(t))}</text>')
     body.append(f'<text x="{left + strip_w / 2}" y="{axis_y + 29}" text-anchor="middle" {FONT}>offset in the region (bytes)</text>')
     y = axis_y + 40
-    for label, value, colour in (("failed request (need, guard included)", request_bytes, "#d62728"),
+    for label, value, colour in ((request_label, request_bytes, "#d62728"),
                                  ("largest free extent", largest_free_bytes, MAP_COLOURS["free"])):
         if value is None:
             continue

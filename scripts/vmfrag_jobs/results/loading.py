@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import schemas
+from .timeline import Envelope
 
 RESULT_SUFFIXES = (".json", ".jsonl")
 # Written by the report itself or by tools, never results: index.html, the history, pytest's XML.
@@ -99,49 +100,55 @@ def load_json_file(root, rel):
 
 
 def load_timeline_file(root, rel):
-    """JSON Lines from `vmfrag replay --timeline`. Keeps every complete, valid line; a last line cut
-    short (no newline, not JSON) marks the file damaged but keeps the rest."""
+    """JSON Lines from `vmfrag replay --timeline`, streamed into an Envelope (timeline.py), so a
+    timeline of millions of ops is never held whole. Keeps every complete, valid line; a last line
+    cut short (no newline, not JSON) marks the file damaged but keeps the rest."""
     rf = ResultFile(root=root, rel=rel, format=schemas.TIMELINE)
+    header, envelope = None, Envelope()
+    bad_lines = 0
     try:
-        raw = rf.path.read_bytes()
+        with open(rf.path, "rb") as f:
+            i = 0
+            for i, raw in enumerate(f, 1):
+                complete = raw.endswith(b"\n")
+                if not raw.strip():
+                    continue
+                try:
+                    obj = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    if not complete:
+                        rf.damaged = True
+                        rf.problems.append(f"{rel}: truncated: the last line ({i}) is incomplete; "
+                                           f"{envelope.ops} complete records kept")
+                    else:
+                        bad_lines += 1
+                        if bad_lines <= 3:
+                            rf.problems.append(f"{rel}:{i}: not a JSON object; line skipped")
+                    continue
+                if i == 1 and isinstance(obj, dict) and "format" in obj:
+                    header = obj
+                    if obj.get("format") != schemas.TIMELINE:
+                        rf.problems.append(f"{rel}: header names format '{obj.get('format')}', not {schemas.TIMELINE}")
+                    continue
+                problems = schemas.validate_timeline_record(obj, f"{rel}:{i}")
+                if problems:
+                    bad_lines += 1
+                    if bad_lines <= 3:
+                        rf.problems += problems[:2]
+                    continue
+                envelope.add(obj)
     except OSError as e:
         rf.damaged = True
         rf.problems.append(f"{rel}: cannot be read: {e.strerror}")
         return rf
-    lines = raw.decode("utf-8", errors="replace").split("\n")
-    ends_with_newline = raw.endswith(b"\n") or not raw
-    if ends_with_newline:
-        lines.pop()  # the empty string after the final newline
-    header, records = None, []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) and not ends_with_newline:
-                rf.damaged = True
-                rf.problems.append(f"{rel}: truncated: the last line ({i}) is incomplete; "
-                                   f"{len(records)} complete records kept")
-            else:
-                rf.problems.append(f"{rel}:{i}: not a JSON object; line skipped")
-            continue
-        if i == 1 and isinstance(obj, dict) and "format" in obj:
-            header = obj
-            if obj.get("format") != schemas.TIMELINE:
-                rf.problems.append(f"{rel}: header names format '{obj.get('format')}', not {schemas.TIMELINE}")
-            continue
-        problems = schemas.validate_timeline_record(obj, f"{rel}:{i}")
-        if problems:
-            rf.problems += problems[:3]
-            continue
-        records.append(obj)
+    if bad_lines > 3:
+        rf.problems.append(f"{rel}: {bad_lines} lines skipped in all")
     rf.version = header.get("version") if header else schemas.LEGACY
     if header is None:
         rf.notes.append("timeline legacy version 0 (no header line; as `vmfrag replay --timeline` writes it)")
     elif not isinstance(rf.version, int) or rf.version > schemas.CURRENT_VERSION[schemas.TIMELINE]:
         rf.problems.append(f"{rel}: timeline version {rf.version!r} is not one this reader knows")
-    rf.data = {"header": header, "records": records}
+    rf.data = {"header": header, "ops": envelope.ops, "envelope": envelope}
     return rf
 
 

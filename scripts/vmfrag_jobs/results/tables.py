@@ -17,7 +17,6 @@ from pathlib import Path, PurePosixPath
 from . import schemas, statistics
 
 PAGE = 4096
-TIMELINE_POINTS = 240          # buckets per chart; each keeps its min and max (an envelope)
 TRACE_LINES_SHOWN = 400        # a minimised trace longer than this is cut in the report
 STACK_FRAMES_SHOWN = 6
 STANDARD_BENCHMARK_KEYS = {
@@ -69,7 +68,8 @@ def header(results, verdict):
     runs = results.of(schemas.RUN)
     head = {"job": None, "started": None, "finished": None, "duration_seconds": None, "commit": None,
             "flavour": None, "options": None, "machine": {}, "shards": [], "verdict": verdict,
-            "perf_counters": _perf_counters(results), "paranoid": None, "results_dirs": [str(r) for r in results.roots]}
+            "perf_counters": _perf_counters(results), "paranoid": None, "results_dirs": [str(r) for r in results.roots],
+            "has_manifest": bool(runs)}
     if not runs:
         # Without a manifest, take what provenance the result files carry.
         for f in results.files:
@@ -271,7 +271,6 @@ def findings_as_bugs(finding_rows):
 # ------------------------------------------------------------------------------------------ workloads
 
 SEED_STEM = re.compile(r"^(?P<name>.+)-seed(?P<seed>\d+)$")
-TIMELINE_METRICS = ("live_bytes", "free_bytes", "largest_free_bytes", "free_extents", "external_fragmentation")
 
 
 def _stem(rel):
@@ -282,24 +281,22 @@ def _stem(rel):
     return rel
 
 
-def timeline_series(records, points=TIMELINE_POINTS):
-    """Per metric, (op, value) pairs thinned to at most 2·points: each bucket of consecutive ops
-    keeps its minimum and its maximum, in op order, so peaks and dips survive. Failures are listed
-    whole (op, result)."""
-    n = len(records)
-    series = {m: [] for m in TIMELINE_METRICS}
-    if n:
-        bucket = max(1, -(-n // points))
-        for start in range(0, n, bucket):
-            chunk = records[start:start + bucket]
-            for m in TIMELINE_METRICS:
-                lo = min(chunk, key=lambda r: r[m])
-                hi = max(chunk, key=lambda r: r[m])
-                pair = sorted({(lo["op"], lo[m]), (hi["op"], hi[m])})
-                series[m].extend(pair)
-    failures = [{"op": r["op"], "result": r["result"]} for r in records if r["result"] != "ok"]
-    return {"ops": n, "first_op": records[0]["op"] if n else None, "last_op": records[-1]["op"] if n else None,
-            "series": series, "failures": failures}
+def timeline_series(envelope):
+    """The charts' data from a streamed timeline (results/timeline.py): per metric, (op, value)
+    pairs keeping every bucket's minimum and maximum; failures as one mark per bucket."""
+    return {"ops": envelope.ops, "first_op": envelope.first_op, "last_op": envelope.last_op,
+            "series": envelope.series(), "failures": envelope.failure_marks(), "failed_ops": envelope.failed_ops}
+
+
+def first_failure(failure, region_bytes, guard_pages):
+    """A workload's first failed request with the address-space map replay recorded there."""
+    runs = failure.get("map") or []
+    segments = address_segments(runs, guard_pages or 0) if runs else []
+    totals, largest = _map_totals(segments)
+    return {"op": failure.get("op"), "kind": failure.get("kind"), "size": failure.get("size"),
+            "free_bytes": failure.get("free_bytes"), "largest_free_bytes": failure.get("largest_free_bytes"),
+            "region_bytes": region_bytes, "segments": segments, "guard_split": guard_pages is not None,
+            "map_totals": totals}
 
 
 def workloads(results):
@@ -320,7 +317,7 @@ def workloads(results):
         row = {"workload": name, "seed": seed, "status": (rec or {}).get("status"), "ops": None,
                "failures_by_kind": {}, "peak_live_bytes": None, "region_bytes": None,
                "external_fragmentation": None, "largest_free_bytes": None, "free_extents": None,
-               "timeline": None, "timeline_note": None, "sources": []}
+               "timeline": None, "timeline_note": None, "first_failure": None, "sources": []}
         if replay:
             d = replay.data
             row.update(ops=d["ops"], failures_by_kind=dict(d["failures_by_kind"]), peak_live_bytes=d["peak_live_bytes"],
@@ -329,15 +326,20 @@ def workloads(results):
             if row["status"] is None:
                 row["status"] = "ok" if d["divergence"] is None and d["invariant_violation"] is None else "divergence"
             row["sources"].append(replay.rel)
+            if d["failures"]:
+                row["first_failure"] = first_failure(d["failures"][0], d["region_bytes"], d["guard_pages"])
         elif rec:
             row.update(ops=rec.get("ops"), failures_by_kind=dict(rec.get("failures_by_kind") or {}),
                        peak_live_bytes=rec.get("peak_live_bytes"), region_bytes=rec.get("region_bytes"),
                        external_fragmentation=rec.get("external_fragmentation"))
+            if isinstance(rec.get("first_failure"), dict) and rec.get("region_bytes"):
+                # The legacy record has no guard_pages: its busy runs are drawn whole, guard unsplit.
+                row["first_failure"] = first_failure(rec["first_failure"], rec["region_bytes"], None)
         if timeline:
-            row["timeline"] = timeline_series(timeline.data["records"])
+            row["timeline"] = timeline_series(timeline.data["envelope"])
             row["sources"].append(timeline.rel)
             if timeline.damaged:
-                row["timeline_note"] = f"timeline cut short: {len(timeline.data['records'])} ops recorded"
+                row["timeline_note"] = f"timeline cut short: {timeline.data['ops']} ops recorded"
         else:
             row["timeline_note"] = "no timeline recorded" + (" (legacy ci.json keeps none)" if rec and not replay else "")
         if row["status"] is None:
@@ -352,7 +354,7 @@ def charted_workloads(rows):
     for r in rows:
         if r["timeline"] is None:
             continue
-        score = (sum(r["failures_by_kind"].values()) or len(r["timeline"]["failures"]), -(r["seed"] or 0))
+        score = (sum(r["failures_by_kind"].values()) or r["timeline"]["failed_ops"], -(r["seed"] or 0))
         if r["workload"] not in best or score > best[r["workload"]][0]:
             best[r["workload"]] = (score, r)
     return [best[k][1] for k in sorted(best)]
