@@ -51,7 +51,9 @@ def test_clean_run_has_every_section_and_its_charts(tmp_path):
     for w in tables["workloads"]:
         assert f"{w['workload']} seed {w['seed']}: bytes over ops" in html
     workloads = section(html, "workloads")
-    assert workloads.count("<svg") == 3 * len(tables["charted_workloads"]) == 9
+    first_failure_maps = sum(1 for w in tables["workloads"] if w["first_failure"] and w["first_failure"]["segments"])
+    assert first_failure_maps == 2
+    assert workloads.count("<svg") == 3 * len(tables["charted_workloads"]) + first_failure_maps == 11
     assert "op index" in workloads and ">MiB<" in workloads and "free extents (count)" in workloads
     # Failed ops are marked on each of a workload's three charts.
     assert workloads.count('class="failure-mark"') == 3 * sum(len(w["timeline"]["failures"]) for w in tables["charted_workloads"]) > 0
@@ -186,8 +188,8 @@ def test_charts_have_titles_axis_labels_and_legends():
                                          {"offset": 8192, "bytes": 8192, "state": "free"}], 16384, request_bytes=12288,
                                    largest_free_bytes=8192, width=420)
     widths = [float(w) for w in re.findall(r'class="seg seg-\w+" x="[\d.]+" y="\d+" width="([\d.]+)"', strip)]
-    assert widths == [100.0, 100.0, 200.0]  # 400 px for 16 KiB, to scale
-    assert re.search(r'class="request" x="10" y="\d+" width="300.000"', strip)
+    assert widths == [94.0, 94.0, 188.0]  # the strip is 376 px for 16 KiB, to scale
+    assert re.search(r'class="request" x="10" y="\d+" width="282.000"', strip)
 
 
 def test_legacy_ci_report_draws_each_first_failure_map(tmp_path):
@@ -196,6 +198,7 @@ def test_legacy_ci_report_draws_each_first_failure_map(tmp_path):
     with_maps = [w for w in doc["workloads"] if (w.get("first_failure") or {}).get("map")]
     assert with_maps, "the legacy fixture should hold a first failure with its map"
     workloads = section(html, "workloads")
-    assert workloads.count("address space at the first failure") == len(with_maps)
+    assert workloads.count('class="request"') == len(with_maps)
+    assert workloads.count("<title>sawtooth seed 1: address space at the first failure") == 1
     assert "guard not included" in workloads and "busy runs are drawn with their guard, unsplit" in workloads
     assert "unknown (no run.json)" in html
