@@ -301,3 +301,19 @@ def test_key_figures_for_the_history():
     assert figs["workload_failures"]["value"] == sum(sum(w["failures_by_kind"].values()) for w in t["workloads"])
     assert figs["fuzz.fuzz_ops.execs_per_second"]["value"] == 3000
     assert figs["hunt.state-features.success_rate"]["better"] == "higher"
+
+
+def test_bad_timeline_lines_are_skipped_and_named(tmp_path):
+    src = (FIXTURES / "ci-clean" / "workloads" / "checkerboard-seed1.timeline.jsonl").read_text().splitlines()
+    assert len(src) > 200
+    bad_type = json.loads(src[150])
+    bad_type["live_bytes"] = "many"
+    missing = json.loads(src[151])
+    del missing["free_extents"]
+    lines = src[:5] + ["{not json"] + src[5:150] + [json.dumps(bad_type), json.dumps(missing)] + src[152:]
+    (tmp_path / "t.timeline.jsonl").write_text("\n".join(lines) + "\n")
+    rf = loading.load_timeline_file(tmp_path, "t.timeline.jsonl")
+    assert not rf.damaged and rf.data["ops"] == len(src) - 2
+    assert rf.problems == ["t.timeline.jsonl:6: not a JSON object; line skipped",
+                           "t.timeline.jsonl:152: a field has the wrong type; line skipped",
+                           "t.timeline.jsonl:153: not a timeline record (fields missing); line skipped"]
