@@ -7,6 +7,7 @@ charts (svg_charts) and HTML (Jinja2, autoescape on, templates in reports/templa
 result files reach the page only through autoescaped template expressions or svg_charts' own
 escaping; `Markup` is applied to svg_charts output only.
 """
+import json
 import os
 import sys
 import tempfile
@@ -24,7 +25,8 @@ def _environment():
     import jinja2
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(bytes=summary.bytes_text, ratio=summary.ratio_text, count=summary.count_text,
+    env.filters.update(json=lambda v: json.dumps(v, sort_keys=True), plural=lambda n, word: f"{n} {word}{'' if n == 1 else 's'}",
+                       bytes=summary.bytes_text, ratio=summary.ratio_text, count=summary.count_text,
                        duration=summary.duration_text, kinds=summary.kinds_text)
     return env
 

@@ -10,7 +10,8 @@ it readable to a screen reader.
 import math
 from html import escape
 
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+# No red among the series: red marks failures, thresholds and missed goals.
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#e377c2", "#7f7f7f"]
 MAP_COLOURS = {"used": "#4c72b0", "guard": "#e08030", "free": "#9fd39f", "lazy": "#a0a0a0"}
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 
