@@ -317,3 +317,41 @@ def test_bad_timeline_lines_are_skipped_and_named(tmp_path):
     assert rf.problems == ["t.timeline.jsonl:6: not a JSON object; line skipped",
                            "t.timeline.jsonl:152: a field has the wrong type; line skipped",
                            "t.timeline.jsonl:153: not a timeline record (fields missing); line skipped"]
+
+
+def test_a_run_manifest_written_step_by_step_loads_at_every_stage(tmp_path):
+    from vmfrag_jobs.results import writing
+    out = tmp_path / "run"
+    run = writing.RunManifest(out, "nightly", flavour="release", options={"hours": 1}, shard=(2, 3),
+                              steps=("workloads", "fuzz", "bench"))
+    t = results.compute(results.load([out]))
+    assert "step 'fuzz' never ran: no results for it" in "\n".join(t["problems"])
+    with run.step("workloads") as step:
+        shutil.copytree(FIXTURES / "ci-clean" / "workloads", out / "workloads")
+        step.outputs.append("workloads/checkerboard-seed1.replay.json")
+        mid = results.compute(results.load([out]))
+        assert "run: step 'workloads' was still running: its results are partial" in mid["problems"]
+    with pytest.raises(RuntimeError):
+        with run.step("fuzz"):
+            raise RuntimeError("libFuzzer exited 1")
+    run.skip("bench", "no benchmark build")
+    run.finish(exit_code=1)
+    doc = json.loads((out / "run.json").read_text())
+    assert [s["status"] for s in doc["steps"]] == ["done", "failed", "skipped"]
+    assert doc["shard"] == {"index": 2, "count": 3} and doc["exit_code"] == 1 and doc["finished"]
+    t = results.compute(results.load([out]))
+    assert not any("no end time" in p or "never ran" in p or "still running" in p for p in t["problems"])
+    assert t["header"]["job"] == "nightly" and t["header"]["duration_seconds"] is not None
+    assert len(t["workloads"]) == 3
+    assert list(out.glob(".*.tmp")) == []
+
+
+def test_write_result_refuses_an_invalid_document(tmp_path):
+    from vmfrag_jobs.results import writing
+    doc = json.loads((FIXTURES / "ci-clean" / "fuzz" / "fuzz_ops.stats.json").read_text())
+    del doc["execs"]
+    with pytest.raises(writing.InvalidResult, match="missing field 'execs'"):
+        writing.write_result(tmp_path / "s.json", doc)
+    assert not (tmp_path / "s.json").exists()
+    with pytest.raises(writing.InvalidResult, match="no 'format'"):
+        writing.write_result(tmp_path / "s.json", {"execs": 1})

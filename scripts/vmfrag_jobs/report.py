@@ -8,14 +8,12 @@ result files reach the page only through autoescaped template expressions or svg
 escaping; `Markup` is applied to svg_charts output only.
 """
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from . import history, paths, svg_charts
 from . import results as results_layer
-from .results import summary
+from .results import summary, writing
 
 TEMPLATES = paths.REPO / "reports" / "templates"
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -148,23 +146,6 @@ def render(tables):
     return _environment().get_template("report.html.j2").render(**build_view(tables))
 
 
-def write_atomically(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def make_report(results_dir, merge=(), history_path=None, output=None):
     """Loads, computes, records in the history (when a path is given) and writes the report.
     Returns (tables, output path)."""
@@ -186,7 +167,7 @@ def make_report(results_dir, merge=(), history_path=None, output=None):
         finally:
             conn.close()
     out = Path(output) if output else results_dir / "index.html"
-    write_atomically(out, render(tables))
+    writing.write_atomically(out, render(tables))
     return tables, out
 
 

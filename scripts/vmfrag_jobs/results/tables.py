@@ -10,6 +10,7 @@ derived picture is the address-space map's guard split: a busy run of the replay
 fixture and the terminal summary can print it) with the sections header, problems, bugs, findings,
 workloads, fuzz, hunt, bench and key_figures.
 """
+import os
 import re
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -42,7 +43,6 @@ def _display_path(results, rf, rel_to_file):
     try:
         return Path(target).resolve().relative_to(results.roots[0]).as_posix()
     except ValueError:
-        import os
         return Path(os.path.relpath(Path(target).resolve(), results.roots[0])).as_posix()
 
 
