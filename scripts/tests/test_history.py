@@ -116,3 +116,13 @@ def test_the_report_shows_the_trend_of_earlier_runs(tmp_path):
     assert not trend["bugs"]["regression"]
     html = out.read_text()
     assert "REGRESSION" in html and "workload_failures over the last 2 runs" in html
+
+
+def test_an_unusable_history_database_costs_the_trend_not_the_report(tmp_path):
+    d = tmp_path / "run"
+    shutil.copytree(FIXTURES / "ci-clean", d)
+    not_a_db = tmp_path / "h.sqlite"
+    not_a_db.write_text("this is not an SQLite database, it is a text file of some length " * 20)
+    tables, out = report.make_report(d, history_path=not_a_db)
+    assert tables["trend"] == [] and "file is not a database" in tables["history_error"]
+    assert "No trend: the history database could not be used" in out.read_text()

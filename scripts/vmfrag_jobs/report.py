@@ -8,6 +8,7 @@ result files reach the page only through autoescaped template expressions or svg
 escaping; `Markup` is applied to svg_charts output only.
 """
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -157,15 +158,20 @@ def make_report(results_dir, merge=(), history_path=None, output=None):
     tables = results_layer.compute(loaded)
     tables["trend"] = []
     tables["history_path"] = None
+    tables["history_error"] = None
     if history_path is not None:
-        conn = history.open_history(history_path)
         try:
-            key = history.run_key(loaded, tables["header"])
-            history.record(conn, key, tables["header"], tables["key_figures"])
-            tables["trend"] = history.trend(conn, key, tables["header"], tables["key_figures"])
-            tables["history_path"] = str(history_path)
-        finally:
-            conn.close()
+            conn = history.open_history(history_path)
+            try:
+                key = history.run_key(loaded, tables["header"])
+                history.record(conn, key, tables["header"], tables["key_figures"])
+                tables["trend"] = history.trend(conn, key, tables["header"], tables["key_figures"])
+                tables["history_path"] = str(history_path)
+            finally:
+                conn.close()
+        except (sqlite3.Error, OSError) as e:
+            # The report is still worth having without a trend; the page and the summary say why.
+            tables["history_error"] = f"{history_path}: {e}"
     out = Path(output) if output else results_dir / "index.html"
     writing.write_atomically(out, render(tables))
     return tables, out
@@ -202,6 +208,9 @@ def cmd_report(args):
         print(f"vmfrag report: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(summary.summary_text(tables))
+    if tables["history_error"]:
+        print(f"vmfrag report: warning: no trend: the history database is unusable: {tables['history_error']}",
+              file=sys.stderr)
     print(f"vmfrag report: {out}")
     return EXIT_OK
 
