@@ -355,3 +355,21 @@ def test_write_result_refuses_an_invalid_document(tmp_path):
     assert not (tmp_path / "s.json").exists()
     with pytest.raises(writing.InvalidResult, match="no 'format'"):
         writing.write_result(tmp_path / "s.json", {"execs": 1})
+
+
+def test_the_recorded_replay_fixtures_are_what_the_release_binary_writes(release_build, tmp_path):
+    """The replay JSON and timelines here were recorded from the release binary; replaying their
+    traces now must give them back byte for byte. When this fails after a change to replay's
+    output, regenerate the fixtures (scripts/tests/fixtures/make_fixtures.py) and check the
+    results layer still reads the new output."""
+    import subprocess
+    cli = release_build / "harness" / "cli" / "vmfrag"
+    d = FIXTURES / "ci-clean"
+    for replay in sorted((d / "workloads").glob("*.replay.json")):
+        stem = replay.name[: -len(".replay.json")]
+        timeline = tmp_path / f"{stem}.timeline.jsonl"
+        r = subprocess.run([str(cli), "replay", f"workloads/{stem}.vmtrace", "--json", "--maps", "1",
+                            "--timeline", str(timeline), "--differential"], cwd=d, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == replay.read_text(), f"{replay.name} differs from today's replay output"
+        assert timeline.read_bytes() == (d / "workloads" / f"{stem}.timeline.jsonl").read_bytes()
