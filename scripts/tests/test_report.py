@@ -202,3 +202,13 @@ def test_legacy_ci_report_draws_each_first_failure_map(tmp_path):
     assert workloads.count("<title>sawtooth seed 1: address space at the first failure") == 1
     assert "guard not included" in workloads and "busy runs are drawn with their guard, unsplit" in workloads
     assert "unknown (no run.json)" in html
+
+
+def test_run_index_axes_have_whole_ticks_and_ratio_bars_name_every_bar():
+    svg = svg_charts.line_chart("t", "run", "ns", [{"name": "v", "points": [(0, 1), (1, 2)]}], x_integer=True)
+    x_labels = re.findall(r'text-anchor="middle" [^>]*>([^<]*)</text>', svg)
+    assert "0" in x_labels and "1" in x_labels and "0.2" not in x_labels
+    bars = svg_charts.ratio_bars("r", "ratio", [{"name": "a long ratio name " * 3, "value": 2.0, "goal": 1.25},
+                                                {"name": "b", "value": None, "goal": 1.2}])
+    assert ">" + "a long ratio name " * 3 + "<" in bars and "not measured" in bars
+    assert bars.count('class="bar"') == 1 and 'fill="#d62728"' in bars and bars.count('class="goal"') == 2

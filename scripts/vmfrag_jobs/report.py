@@ -119,9 +119,11 @@ def fuzz_chart(row):
 
 def trend_chart(row):
     pts = [(i, h["value"]) for i, h in enumerate(row["history"])] + [(len(row["history"]), row["value"])]
+    lines = [] if row["baseline"] is None else [
+        {"y": row["baseline"], "label": "baseline (median)", "colour": "#d62728" if row["regression"] else "#555"}]
     return _svg(svg_charts.line_chart(f"{row['name']} over the last {len(pts)} runs", "run (oldest to this one)",
-                                      f"{row['name']} ({row['unit']})", [{"name": row["name"], "points": pts}],
-                                      width=520, height=200))
+                                      row["unit"], [{"name": "value", "points": pts}], hlines=lines,
+                                      width=560, height=210, x_integer=True))
 
 
 def build_view(tables):

@@ -84,7 +84,8 @@ def _frame(width, height, title, body, desc=""):
 
 
 def line_chart(title, x_label, y_label, series, *, markers=(), hlines=(), y_format=format_number,
-               x_format=format_number, width=720, height=260, step=False, y_range=None, x_range=None):
+               x_format=format_number, width=720, height=260, step=False, y_range=None, x_range=None,
+               x_integer=False):
     """series: [{"name", "points": [(x, y), ...], "dashed": bool}]; markers: [{"x", "label"}] drawn as
     red ticks under the x axis (failures); hlines: [{"y", "label", "colour"}] (floors, goals)."""
     has_legend = len(series) > 1 or bool(hlines) or bool(markers)
@@ -111,7 +112,7 @@ def line_chart(title, x_label, y_label, series, *, markers=(), hlines=(), y_form
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eee"/>'
                     f'<text x="{left - 4}" y="{py(t) + 4:.1f}" text-anchor="end" {FONT}>{esc(y_format(t))}</text>')
     for t in nice_ticks(x_lo, x_hi, 6):
-        if x_lo <= t <= x_hi:
+        if x_lo <= t <= x_hi and (not x_integer or t == int(t)):
             body.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" stroke="#888"/>'
                         f'<text x="{px(t):.1f}" y="{top + plot_h + 15}" text-anchor="middle" {FONT}>{esc(x_format(t))}</text>')
     body.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" {FONT}>{esc(x_label)}</text>'
@@ -194,7 +195,7 @@ def strip_chart(title, y_label, groups, *, hlines=(), width=720, height=280):
 def ratio_bars(title, x_label, bars, *, width=720):
     """bars: [{"name", "value" (or None), "goal" (or None)}]: one horizontal bar per ratio with
     its goal as a vertical tick; a missing value is written, not drawn as 0."""
-    left, right, top, row = 230, 160, 30, 22
+    left, right, top, row = 20, 160, 34, 36
     height = top + row * len(bars) + 50
     plot_w = width - left - right
     values = [b["value"] for b in bars if b["value"] is not None] + [b["goal"] for b in bars if b["goal"] is not None] + [1]
@@ -209,16 +210,16 @@ def ratio_bars(title, x_label, bars, *, width=720):
         body.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{top}" y2="{top + row * len(bars)}" stroke="#eee"/>'
                     f'<text x="{px(t):.1f}" y="{top + row * len(bars) + 14}" text-anchor="middle" {FONT}>{esc(format_number(t))}</text>')
     for i, b in enumerate(bars):
-        y = top + i * row
-        body.append(f'<text x="{left - 6}" y="{y + 15}" text-anchor="end" {FONT}>{esc(b["name"])}</text>')
+        y = top + i * row + 14  # the name above, the bar below
+        body.append(f'<text x="{left}" y="{y - 3}" {FONT}>{esc(b["name"])}</text>')
         if b["value"] is None:
-            body.append(f'<text x="{left + 4}" y="{y + 15}" {FONT} fill="#a00">not measured</text>')
+            body.append(f'<text x="{left + 4}" y="{y + 14}" {FONT} fill="#a00">not measured</text>')
         else:
             met = b["goal"] is None or b["value"] <= b["goal"]
-            body.append(f'<rect class="bar" x="{left}" y="{y + 4}" width="{max(1.0, px(b["value"]) - left):.1f}" height="{row - 8}" '
+            body.append(f'<rect class="bar" x="{left}" y="{y + 2}" width="{max(1.0, px(b["value"]) - left):.1f}" height="14" '
                         f'fill="{"#4c9f4c" if met else "#d62728"}"><title>{esc(b["name"])}: {b["value"]:.3f}</title></rect>')
         if b["goal"] is not None:
-            body.append(f'<line class="goal" x1="{px(b["goal"]):.1f}" x2="{px(b["goal"]):.1f}" y1="{y + 1}" y2="{y + row - 1}" '
+            body.append(f'<line class="goal" x1="{px(b["goal"]):.1f}" x2="{px(b["goal"]):.1f}" y1="{y}" y2="{y + 18}" '
                         f'stroke="#000" stroke-width="2"><title>goal &lt;= {esc(b["goal"])}</title></line>')
     body.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" {FONT}>{esc(x_label)}</text>')
     body.append(_legend([("within goal", "#4c9f4c", False), ("over goal", "#d62728", False), ("goal (black tick)", "#000", False)],
