@@ -212,3 +212,17 @@ def test_run_index_axes_have_whole_ticks_and_ratio_bars_name_every_bar():
                                                 {"name": "b", "value": None, "goal": 1.2}])
     assert ">" + "a long ratio name " * 3 + "<" in bars and "not measured" in bars
     assert bars.count('class="bar"') == 1 and 'fill="#d62728"' in bars and bars.count('class="goal"') == 2
+
+
+def test_merging_runs_of_different_commits_is_flagged(tmp_path):
+    shards = []
+    for i, commit in ((1, "a" * 40), (2, "b" * 40)):
+        s = copy_fixture(tmp_path, "ci-clean", f"shard{i}")
+        run = json.loads((s / "run.json").read_text())
+        run["run_id"] = f"r{i}"
+        run["provenance"]["commit"] = commit
+        (s / "run.json").write_text(json.dumps(run))
+        shards.append(s)
+    tables, out = report.make_report(tmp_path / "merged", merge=shards)
+    assert any("different commits" in p and "a" * 40 in p and "b" * 40 in p for p in tables["problems"])
+    assert "different commits" in out.read_text()

@@ -264,6 +264,7 @@ def test_hunt_statistics_are_computed_from_the_trials():
         assert arm["successes"] == len(reached) and arm["censored"] == len(raw["trials"]) - len(reached)
         assert arm["best"] == min(x["best_severity"] for x in raw["trials"])
         assert arm["ci_low"] <= arm["success_rate"] <= arm["ci_high"]
+        assert arm["median_seconds_to_threshold"] == statistics.median([x["seconds_to_threshold"] for x in reached])
     assert h["floor"] == pytest.approx(math.log(2) / sum(1 / i for i in range(1, 17)))
     assert [c["b"] for c in h["comparisons"]] == ["coverage-only", "blind-gen"]
 

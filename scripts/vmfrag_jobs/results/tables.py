@@ -95,6 +95,7 @@ def header(results, verdict):
                 head["duration_seconds"] = (max(ends) - min(starts)).total_seconds()
         head["shards"] = [{"dir": r.root.name, "shard": r.data.get("shard"), "finished": r.data.get("finished")}
                           for r in runs] if len(runs) > 1 else []
+        head["commits"] = sorted({(r.data.get("provenance") or {}).get("commit") or "unknown" for r in runs})
     head["paranoid"] = head["machine"].get("perf_event_paranoid") if head["machine"] else None
     return head
 
@@ -395,6 +396,9 @@ def hunt(results):
             "successes": len(reached), "censored": len(trials) - len(reached),
             "success_rate": len(reached) / len(trials) if trials else None, "ci_low": low, "ci_high": high,
             "success_curve": [{"seconds": s, "share": (i + 1) / len(trials)} for i, s in enumerate(reached)],
+            "median_seconds_to_threshold": statistics.median(reached),
+            "median_ops_to_threshold": statistics.median([t["ops_to_threshold"] for t in trials
+                                                          if t["ops_to_threshold"] is not None]),
             "state_feature_share": (sum(t["kept_by_state_features"] for t in kept) / sum(t["corpus_size"] for t in kept))
             if kept else None,
             "seeds": [t["seed"] for t in trials]})
@@ -512,6 +516,10 @@ def compute(results):
     finding_rows = findings(results)
     bug_rows = bugs(results) + findings_as_bugs(finding_rows)
     problems = list(dict.fromkeys(results.problems))
+    commits = {(r.data.get("provenance") or {}).get("commit") or "unknown" for r in results.of(schemas.RUN)}
+    if len(commits) > 1:
+        problems.append(f"the merged runs come from different commits ({', '.join(sorted(commits))}): "
+                        "their figures are not one run's")
     tables = {
         "problems": problems,
         "bugs": bug_rows,
