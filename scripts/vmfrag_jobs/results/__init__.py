@@ -8,6 +8,9 @@ show the same numbers.
 Formats and schemas: schemas.py and reports/README.md. For producers: provenance.py (the
 provenance object) and writing.py (validated, atomic result files; run.json step by step).
 """
+__all__ = ["ResultsDir", "ResultFile", "load", "load_dir", "compute", "summary_text", "RunManifest", "write_result",
+           "InvalidResult"]
+
 from .loading import ResultsDir, ResultFile, load, load_dir  # noqa: F401
 from .tables import compute  # noqa: F401
 from .summary import summary_text  # noqa: F401
