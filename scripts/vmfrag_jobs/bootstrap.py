@@ -17,6 +17,9 @@ PACKAGES = [
     "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "nlohmann-json3-dev", "libcli11-dev",
     "python3-pytest", "python3-jinja2", "python3-rich",
 ]
+# The report's browser test (scripts/tests/test_report_browser.py) installs these itself when it
+# runs, through ensure_packages, so that jobs which never open a browser do not pull in Chromium.
+BROWSER_PACKAGES = ["chromium"]
 
 
 class BootstrapError(RuntimeError):
