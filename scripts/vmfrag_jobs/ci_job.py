@@ -5,6 +5,8 @@ Results go to OUT/ci.json (one record per workload run, plus the test totals), t
 to OUT/traces/. Exit 1 when a test fails, a replay diverges from the reference model or breaks an
 invariant, or a workload cannot be generated or replayed.
 
+The HTML report (scripts/vmfrag report) is written last, OUT/index.html, and its path printed.
+
 Nothing stale looks current: the previous ci.json is removed when the job starts, traces are
 written to OUT/traces.partial/ and moved to OUT/traces/ only at the end, with ci.json written
 last and atomically. An interrupted run (Ctrl-C) leaves neither ci.json nor a partial trace
@@ -18,6 +20,7 @@ import sys
 from pathlib import Path
 
 from . import bootstrap, build, paths, testing
+from .results.provenance import provenance
 
 CI_FORMAT, CI_VERSION = "vmfrag-ci", 1
 
@@ -37,7 +40,7 @@ def run_workload(name, seed, ops, traces_dir: Path):
     gen = [_cli(), "gen", name, "--seed", str(seed), "-o", str(trace)]
     if ops:
         gen += ["--ops", str(ops)]
-    rec = {"workload": name, "seed": seed, "trace": f"traces/{trace.name}"}
+    rec = {"workload": name, "seed": seed, "trace": f"traces/{trace.name}", "replay": None, "timeline": None}
     g = subprocess.run(gen, capture_output=True, text=True, cwd=paths.REPO)
     if g.returncode != 0:
         rec.update(status="error", error=g.stderr.strip())
@@ -48,6 +51,9 @@ def run_workload(name, seed, ops, traces_dir: Path):
         rec.update(status="error", error=r.stderr.strip())
         return rec
     res = json.loads(r.stdout)
+    replay_json = trace.with_name(trace.name.removesuffix(".vmtrace") + ".replay.json")
+    replay_json.write_text(r.stdout)
+    rec["replay"] = f"traces/{replay_json.name}"
     agree = res["divergence"] is None and res["invariant_violation"] is None
     rec.update(
         status="ok" if agree else "divergence",
@@ -121,7 +127,7 @@ def _run(args, out_dir, summary_path, partial):
     for r in bad:
         print(f"vmfrag ci: {r['workload']} seed {r['seed']}: {r['status']}: {r['error']}", file=sys.stderr)
     summary = {"format": CI_FORMAT, "version": CI_VERSION,
-               "options": {"seeds": args.seeds, "ops": args.ops},
+               "provenance": provenance("release", {"seeds": args.seeds, "ops": args.ops}),
                "tests": {"passed": totals.passed, "failed": totals.failed, "skipped": totals.skipped,
                          "broken": totals.broken},
                "workloads": records}
@@ -130,6 +136,10 @@ def _run(args, out_dir, summary_path, partial):
     os.replace(partial, traces)
     write_json_atomically(summary_path, summary)
     ok = totals.ok and not bad
+    from . import history, report
+    _, html = report.make_report(out_dir, history_path=history.DEFAULT_PATH if out_dir == paths.RESULTS.resolve()
+                                 else out_dir / "history.sqlite")
     print(f"vmfrag ci: {'ok' if ok else 'FAILED'}: {len(records)} workload runs, {len(bad)} bad; "
           f"results in {summary_path}")
+    print(f"vmfrag ci: report: {html}")
     return 0 if ok else 1

@@ -123,6 +123,9 @@ def parser():
                    help="where ci.json and the traces go (default results/)")
     s.set_defaults(func=cmd_ci)
 
+    from . import report
+    report.add_report_parser(sub)
+
     # Listed for --help only: main() hands these to the binary before argparse sees them.
     for name, help_text in FORWARDED.items():
         sub.add_parser(name, help=help_text + f" (see 'vmfrag {name} --help')", add_help=False)

@@ -198,16 +198,16 @@ def add_report_parser(sub):
 def cmd_report(args):
     results_dir = Path(args.results_dir)
     if not results_dir.is_dir() and not args.merge:
-        print(f"vmfrag report: error: {results_dir}: no such results directory", file=sys.stderr)
+        print(f"vmfrag: error: {results_dir}: no such results directory", file=sys.stderr)
         return EXIT_USAGE
     for d in args.merge:
         if not Path(d).is_dir():
-            print(f"vmfrag report: error: --merge {d}: no such directory", file=sys.stderr)
+            print(f"vmfrag: error: --merge {d}: no such directory", file=sys.stderr)
             return EXIT_USAGE
     try:
         tables, out = make_report(results_dir, args.merge, None if args.no_history else args.history, args.output)
     except history.HistoryError as e:
-        print(f"vmfrag report: error: {e}", file=sys.stderr)
+        print(f"vmfrag: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(summary.summary_text(tables))
     if tables["history_error"]:
