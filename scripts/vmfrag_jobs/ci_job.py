@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import bootstrap, build, paths, testing
 from .results.provenance import provenance
+from .results.writing import RunManifest
 
 CI_FORMAT, CI_VERSION = "vmfrag-ci", 1
 
@@ -110,36 +111,44 @@ def run(args):
 
 
 def _run(args, out_dir, summary_path, partial):
+    options = {"seeds": args.seeds, "ops": args.ops}
+    manifest = RunManifest(out_dir, "ci", flavour="release", options=options, command=["scripts/vmfrag", "ci"],
+                           steps=("build", "tests", "workloads"))
     bootstrap.ensure_packages()
     release = build.FLAVOURS["release"]
     totals = testing.Totals()
-    build.build(release)
-    testing.meson_tests(release, totals)
-    testing.pytest_suites(totals)
+    with manifest.step("build"):
+        build.build(release)
+    with manifest.step("tests"):
+        testing.meson_tests(release, totals)
+        testing.pytest_suites(totals)
     print(totals.line())
 
     records = []
-    for w in list_workloads():
-        for seed in range(1, args.seeds + 1):
-            records.append(run_workload(w["name"], seed, args.ops, partial))
-    print_table(records)
-    bad = [r for r in records if r["status"] in ("error", "divergence")]
-    for r in bad:
-        print(f"vmfrag ci: {r['workload']} seed {r['seed']}: {r['status']}: {r['error']}", file=sys.stderr)
-    summary = {"format": CI_FORMAT, "version": CI_VERSION,
-               "provenance": provenance("release", {"seeds": args.seeds, "ops": args.ops}),
-               "tests": {"passed": totals.passed, "failed": totals.failed, "skipped": totals.skipped,
-                         "broken": totals.broken},
-               "workloads": records}
-    traces = out_dir / "traces"
-    shutil.rmtree(traces, ignore_errors=True)
-    os.replace(partial, traces)
-    write_json_atomically(summary_path, summary)
+    with manifest.step("workloads") as step:
+        for w in list_workloads():
+            for seed in range(1, args.seeds + 1):
+                records.append(run_workload(w["name"], seed, args.ops, partial))
+        print_table(records)
+        bad = [r for r in records if r["status"] in ("error", "divergence")]
+        for r in bad:
+            print(f"vmfrag ci: {r['workload']} seed {r['seed']}: {r['status']}: {r['error']}", file=sys.stderr)
+        summary = {"format": CI_FORMAT, "version": CI_VERSION, "provenance": provenance("release", options),
+                   "tests": {"passed": totals.passed, "failed": totals.failed, "skipped": totals.skipped,
+                             "broken": totals.broken},
+                   "workloads": records}
+        traces = out_dir / "traces"
+        shutil.rmtree(traces, ignore_errors=True)
+        os.replace(partial, traces)
+        write_json_atomically(summary_path, summary)
+        step.outputs.append(summary_path.name)
     ok = totals.ok and not bad
+    code = 0 if ok else 1
     from . import history, report
-    _, html = report.make_report(out_dir, history_path=history.DEFAULT_PATH if out_dir == paths.RESULTS.resolve()
-                                 else out_dir / "history.sqlite")
+    manifest.finish(code)  # before the report, which shows the run as ended
+    _, html = report.make_report(out_dir, history_path=history.DEFAULT_PATH
+                                 if out_dir == paths.RESULTS.resolve() else out_dir / "history.sqlite")
     print(f"vmfrag ci: {'ok' if ok else 'FAILED'}: {len(records)} workload runs, {len(bad)} bad; "
           f"results in {summary_path}")
     print(f"vmfrag ci: report: {html}")
-    return 0 if ok else 1
+    return code
