@@ -284,6 +284,7 @@ void FreeSpaceTree::insert(uint64_t start, uint64_t size) {
   } else {
     link_new_extent(allocate_node(start, size), prev, next);
   }
+  VMF_ASSERT_FULL(validate().empty(), "after insert [%" PRIu64 ", +%" PRIu64 "): %s", start, size, validate().c_str());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -326,6 +327,7 @@ void FreeSpaceTree::remove(uint64_t start, uint64_t size) {
     resize_in_place(n, n->start, start - n->start);
     link_new_extent(allocate_node(end, extent_end - end), n, n->next);
   }
+  VMF_ASSERT_FULL(validate().empty(), "after remove [%" PRIu64 ", +%" PRIu64 "): %s", start, size, validate().c_str());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -156,6 +156,12 @@ void BuddyAllocator::pop_free(std::uint64_t pfn, unsigned order) {
 //     [8 .. 10)[10 .. 12)                  upper half 10 -> free order 1
 //     [8 .. 10)                            allocated, order 1
 std::optional<std::uint64_t> BuddyAllocator::allocate(unsigned order) {
+  const std::optional<std::uint64_t> pfn = allocate_block(order);
+  VMF_ASSERT_FULL(validate().empty(), "after allocate(%u): %s", order, validate().c_str());
+  return pfn;
+}
+
+std::optional<std::uint64_t> BuddyAllocator::allocate_block(unsigned order) {
   if (order > kMaxOrder) return std::nullopt;
   for (unsigned current = order; current <= kMaxOrder; ++current) {
     const std::optional<std::uint64_t> index = free_heads_[current].lowest();
@@ -167,7 +173,6 @@ std::optional<std::uint64_t> BuddyAllocator::allocate(unsigned order) {
       push_free(pfn + pages_of(current), current);  // its state byte was kTail; now a free head
     }
     page_state_[pfn] = static_cast<std::uint8_t>(kAllocatedHead | order);
-    VMF_ASSERT_FULL(validate().empty(), "after allocate(%u): %s", order, validate().c_str());
     return pfn;
   }
   return std::nullopt;
@@ -202,6 +207,11 @@ BuddyAllocator::Block BuddyAllocator::block_containing(std::uint64_t pfn) const 
 //     [8 ...................... 16)        8 ^ 4 = 12: merge -> order 3 at 8
 //     stop: 8 ^ 8 = 0, is it a free order-3 head? (if so merge again, up to kMaxOrder)
 void BuddyAllocator::free(std::uint64_t pfn, unsigned order) {
+  free_block(pfn, order);
+  VMF_ASSERT_FULL(validate().empty(), "after free: %s", validate().c_str());
+}
+
+void BuddyAllocator::free_block(std::uint64_t pfn, unsigned order) {
   VMF_CHECK(order <= kMaxOrder, "free: order %u > %u", order, kMaxOrder);
   VMF_CHECK(pfn < page_count_ && pages_of(order) <= page_count_ - pfn, "free: block %s outside [0, %llu)",
             block_text(pfn, order).c_str(), static_cast<unsigned long long>(page_count_));
@@ -223,7 +233,6 @@ void BuddyAllocator::free(std::uint64_t pfn, unsigned order) {
     ++order;
   }
   push_free(pfn, order);
-  VMF_ASSERT_FULL(validate().empty(), "after free: %s", validate().c_str());
 }
 
 // Bulk allocation: the rule and its relation to vm_area_alloc_pages are in the header. Blocks
@@ -243,10 +252,11 @@ bool BuddyAllocator::allocate_pages(std::uint64_t count, std::vector<std::uint64
   while (remaining > 0) {
     // remaining is a multiple of 2^min_order, so floor_log2(remaining) >= min_order.
     unsigned order = std::min(max_order, floor_log2(remaining));
-    std::optional<std::uint64_t> pfn = allocate(order);
-    while (!pfn && order > min_order) pfn = allocate(--order);
+    std::optional<std::uint64_t> pfn = allocate_block(order);
+    while (!pfn && order > min_order) pfn = allocate_block(--order);
     if (!pfn) {
-      for (auto it = taken.rbegin(); it != taken.rend(); ++it) free(it->first, it->second);
+      for (auto it = taken.rbegin(); it != taken.rend(); ++it) free_block(it->first, it->second);
+      VMF_ASSERT_FULL(validate().empty(), "after a failed allocate_pages: %s", validate().c_str());
       return false;
     }
     taken.emplace_back(*pfn, order);
@@ -259,11 +269,13 @@ bool BuddyAllocator::allocate_pages(std::uint64_t count, std::vector<std::uint64
       pfns_out.push_back(p);
     }
   }
+  VMF_ASSERT_FULL(validate().empty(), "after allocate_pages: %s", validate().c_str());
   return true;
 }
 
 void BuddyAllocator::free_pages(const std::vector<std::uint64_t>& pfns) {
-  for (std::uint64_t pfn : pfns) free(pfn, 0);
+  for (std::uint64_t pfn : pfns) free_block(pfn, 0);
+  VMF_ASSERT_FULL(validate().empty(), "after free_pages: %s", validate().c_str());
 }
 
 std::optional<unsigned> BuddyAllocator::largest_free_order() const {

@@ -189,6 +189,9 @@ class BuddyAllocator {
   [[nodiscard]] std::string validate() const;
 
  private:
+  // allocate/free without the VMF_ASSERT_FULL walk: the bulk calls walk once at their end.
+  [[nodiscard]] std::optional<std::uint64_t> allocate_block(unsigned order);
+  void free_block(std::uint64_t pfn, unsigned order);
   friend class BuddyAllocatorTestAccess;  // tests corrupt state to prove validate() notices
 
   // One byte per page: kind in the high nibble, order in the low nibble (heads only).

@@ -433,6 +433,21 @@ TEST(FreeSpaceTree, ValidateReportsCorruption) {
   }
 }
 
+// With -Dchecks=full (the asan flavour) every update walks the tree: a corruption is caught at the
+// next insert or remove, with the operation named, not at some later lookup.
+#ifdef VMF_CHECKS_FULL
+TEST(FreeSpaceTreeDeathTest, FullChecksCatchCorruptionAtTheNextUpdate) {
+  EXPECT_DEATH(
+      {
+        FreeSpaceTree t;
+        for (uint64_t i = 0; i < 64; ++i) t.insert(i * 16 * K, (i % 5 + 1) * K);
+        FreeSpaceTreeTestAccess::set_free_bytes(t, t.free_bytes() + 1);
+        t.insert(5000 * K, 4 * K);
+      },
+      "after insert \\[5120000, \\+4096\\).*free_bytes");
+}
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // Randomised differential test against a brute-force model.
 

@@ -141,6 +141,7 @@ VmapBlockAllocator::Result VmapBlockAllocator::allocate(unsigned cpu, std::uint6
     Block& block = blocks_.find(block_start)->second;
     if (block.free < size) continue;
     *out = take(block_start, block, pages);  // may unlist the block; the loop ends here anyway
+    VMF_ASSERT_FULL(validate().empty(), "after allocate: %s", validate().c_str());
     return Result::kOk;
   }
   return Result::kNeedBlock;
@@ -161,7 +162,9 @@ VmapBlockRef VmapBlockAllocator::allocate_in_new_block(unsigned cpu, std::uint64
   block.list_pos = lists_[cpu].insert(lists_[cpu].end(), block_start);
   block.listed = true;
   count_block(block, +1);
-  return take(block_start, block, pages);
+  const VmapBlockRef ref = take(block_start, block, pages);
+  VMF_ASSERT_FULL(validate().empty(), "after allocate_in_new_block: %s", validate().c_str());
+  return ref;
 }
 
 std::optional<std::uint64_t> VmapBlockAllocator::free(const VmapBlockRef& ref) {
@@ -184,10 +187,14 @@ std::optional<std::uint64_t> VmapBlockAllocator::free(const VmapBlockRef& ref) {
   block.dirty += size;
   block.allocations.erase(a);
   count_block(block, +1);
-  if (block.dirty != block_pages_) return std::nullopt;
+  if (block.dirty != block_pages_) {
+    VMF_ASSERT_FULL(validate().empty(), "after free: %s", validate().c_str());
+    return std::nullopt;
+  }
   // Fully dirty: used == 0 and free == 0, so it is already off the list (as vb_free's BUG_ON).
   VMF_ASSERT(block.free == 0 && !block.listed, "fully dirty block %" PRIu64 " has free %" PRIu64, ref.block_start, block.free);
   release(it);
+  VMF_ASSERT_FULL(validate().empty(), "after free: %s", validate().c_str());
   return ref.block_start;
 }
 
@@ -203,6 +210,7 @@ std::vector<std::uint64_t> VmapBlockAllocator::purge_fragmented() {
       released.push_back(block_start);
     }
   }
+  VMF_ASSERT_FULL(validate().empty(), "after purge_fragmented: %s", validate().c_str());
   return released;
 }
 

@@ -91,14 +91,18 @@ VirtualSpace::~VirtualSpace() {
 
 Allocation VirtualSpace::vmalloc(std::uint64_t size, std::uint64_t align) {
   std::lock_guard lock(mutex_);
-  return allocate_locked(size, align, 0, config_.region_bytes);
+  const Allocation a = allocate_locked(size, align, 0, config_.region_bytes);
+  assert_full_locked("vmalloc");
+  return a;
 }
 
 Allocation VirtualSpace::vmalloc_range(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi) {
   std::lock_guard lock(mutex_);
   if (lo % kPage != 0 || hi % kPage != 0 || lo >= hi || hi > config_.region_bytes)
     return Allocation{nullptr, 0, FailureKind::kInvalidArgument};
-  return allocate_locked(size, align, lo, hi);
+  const Allocation a = allocate_locked(size, align, lo, hi);
+  assert_full_locked("vmalloc_range");
+  return a;
 }
 
 /*
@@ -150,12 +154,16 @@ FreeStatus VirtualSpace::vfree(const void* addr) {
   const auto b = reinterpret_cast<std::uintptr_t>(base_);
   std::lock_guard lock(mutex_);
   const bool in_region = a >= b && a - b < config_.region_bytes;
-  return free_locked(in_region ? a - b : 0, in_region);
+  const FreeStatus status = free_locked(in_region ? a - b : 0, in_region);
+  assert_full_locked("vfree");
+  return status;
 }
 
 FreeStatus VirtualSpace::vfree_offset(std::uint64_t offset) {
   std::lock_guard lock(mutex_);
-  return free_locked(offset, offset < config_.region_bytes);
+  const FreeStatus status = free_locked(offset, offset < config_.region_bytes);
+  assert_full_locked("vfree_offset");
+  return status;
 }
 
 FreeStatus VirtualSpace::free_locked(std::uint64_t offset, bool in_region) {
@@ -184,6 +192,7 @@ FreeStatus VirtualSpace::release_unused(std::uint64_t offset) {
   auto node = take_busy_locked(offset, &status);
   if (node.empty()) return status;
   free_.insert(offset, node.mapped().bytes);
+  assert_full_locked("release_unused");
   return FreeStatus::kOk;
 }
 
@@ -230,6 +239,7 @@ void VirtualSpace::report_misuse_locked(FreeStatus status, std::uint64_t offset)
 void VirtualSpace::purge() {
   std::lock_guard lock(mutex_);
   purge_locked();
+  assert_full_locked("purge");
 }
 
 // Every lazily-held range goes back at once. The result does not depend on insertion order:
@@ -295,6 +305,10 @@ std::array<FreeSpaceTree::Bucket, 64> VirtualSpace::free_histogram() const {
 
 std::vector<MapEntry> VirtualSpace::address_map() const {
   std::lock_guard lock(mutex_);
+  return address_map_locked();
+}
+
+std::vector<MapEntry> VirtualSpace::address_map_locked() const {
   std::vector<MapEntry> map;
   map.reserve(free_.extent_count() + busy_.size() + lazy_.size());
   free_.for_each([&](const Extent& e) { map.push_back(MapEntry{e.start, e.size, 0, MapEntry::State::kFree}); });
@@ -319,10 +333,20 @@ std::vector<std::string> VirtualSpace::misuse_log() const {
  *   3. The counters (live, reserved, lazy bytes) equal their recomputed values.
  *   4. The tree's fit equals a linear scan's fit for probe sizes and alignments (and one
  *      sub-range): the exactness that every placement relies on.
+ * 1-3 are O(n) and, with -Dchecks=full, run after every mutating call (assert_full_locked), as
+ * the kernel's augment_tree_propagate_check walks its tree under DEBUG_AUGMENT_PROPAGATE_CHECK;
+ * 4 costs 72 linear scans and runs only when check() is called.
  */
-std::string VirtualSpace::check() const {
-  const std::vector<MapEntry> map = address_map();
-  std::lock_guard lock(mutex_);
+void VirtualSpace::assert_full_locked(const char* after) const {
+#ifdef VMF_CHECKS_FULL
+  const std::string why = structure_error_locked(address_map_locked());
+  VMF_ASSERT_FULL(why.empty(), "VirtualSpace after %s: %s", after, why.c_str());
+#else
+  (void)after;
+#endif
+}
+
+std::string VirtualSpace::structure_error_locked(const std::vector<MapEntry>& map) const {
   char buf[256];
   if (std::string why = free_.validate(); !why.empty()) return "free tree: " + why;
 
@@ -365,6 +389,14 @@ std::string VirtualSpace::check() const {
                   live_reserved_bytes_, busy_bytes, lazy_bytes_, lazy_bytes, live_bytes_);
     return buf;
   }
+  return {};
+}
+
+std::string VirtualSpace::check() const {
+  std::lock_guard lock(mutex_);
+  const std::vector<MapEntry> map = address_map_locked();
+  if (std::string why = structure_error_locked(map); !why.empty()) return why;
+  char buf[256];
 
   // Linear-scan fit over the map's free runs: the obviously correct answer.
   auto linear_fit = [&](std::uint64_t need, std::uint64_t align, std::uint64_t lo, std::uint64_t hi)

@@ -192,6 +192,11 @@ class VirtualSpace {
   FreeStatus classify_misuse_locked(std::uint64_t offset) const;
   AreaMap::node_type take_busy_locked(std::uint64_t offset, FreeStatus* status);
   void purge_locked();
+  [[nodiscard]] std::vector<MapEntry> address_map_locked() const;
+  // check()'s O(n) part: free tree, tiling, counters. "" when they hold.
+  [[nodiscard]] std::string structure_error_locked(const std::vector<MapEntry>& map) const;
+  // With -Dchecks=full: structure_error_locked() must be "" (VMF_ASSERT_FULL), else nothing.
+  void assert_full_locked(const char* after) const;
   void report_misuse_locked(FreeStatus status, std::uint64_t offset);
   [[nodiscard]] std::uint64_t saturating_need(std::uint64_t size) const;
   [[nodiscard]] std::uint64_t guard_bytes() const { return std::uint64_t{config_.guard_pages} * kVirtualPageSize; }

@@ -1,7 +1,7 @@
 """Build flavours: one meson build directory each, configured once, rebuilt incrementally.
 
   release  g++ -O2, NDEBUG (asserts vanish)           -> build/release
-  asan     clang, ASan+UBSan, asserts on              -> build/asan
+  asan     clang, ASan+UBSan, asserts on, full checks -> build/asan
   tsan     clang, TSan, asserts on                    -> build/tsan
   fuzz     clang, libFuzzer+ASan+UBSan, fuzz targets  -> build/fuzz  (only when clang is present;
            its tests replay the seed corpora and run a short bounded fuzzing pass)
@@ -28,8 +28,11 @@ COMMON = ("-Dwerror=true",)
 FLAVOURS = {
     "release": Flavour("release", "g++", COMMON + (
         "-Dbuildtype=release", "-Doptimization=2", "-Db_ndebug=true")),
+    # -Dchecks=full: every mutating call of the free tree, the address space, the buddy allocator
+    # and the vmap blocks walks its whole structure afterwards (VMF_ASSERT_FULL), so every test of
+    # this flavour checks every intermediate state.
     "asan": Flavour("asan", "clang++", COMMON + (
-        "-Dbuildtype=debugoptimized", "-Db_sanitize=address,undefined", "-Db_lundef=false")),
+        "-Dbuildtype=debugoptimized", "-Db_sanitize=address,undefined", "-Db_lundef=false", "-Dchecks=full")),
     "tsan": Flavour("tsan", "clang++", COMMON + (
         "-Dbuildtype=debugoptimized", "-Db_sanitize=thread", "-Db_lundef=false")),
     "fuzz": Flavour("fuzz", "clang++", COMMON + (
