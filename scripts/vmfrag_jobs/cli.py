@@ -53,6 +53,11 @@ def cmd_ci(args):
     return ci_job.run(args)
 
 
+def cmd_bench(args):
+    from . import bench_job
+    return bench_job.run(args)
+
+
 def cmd_forward(args):
     prepare(("release",))
     binary = cli_binary()
@@ -79,6 +84,15 @@ def parser():
     s.add_argument("--ops", type=int, default=0, help="ops per workload (0 = each workload's default)")
     s.add_argument("--out", default=str(paths.RESULTS), help="where results JSON goes (default results/)")
     s.set_defaults(func=cmd_ci)
+
+    s = sub.add_parser("bench", help="the Google Benchmark suites (bench/): JSON, summary beside issue 12's goals")
+    s.add_argument("--quick", action="store_true", help="small sizes and short runs (under a minute)")
+    s.add_argument("--filter", help="only benchmarks matching this regular expression")
+    s.add_argument("--out", help="the JSON file (default results/bench.json, results/bench-quick.json)")
+    s.add_argument("--repetitions", type=int, help="repetitions of each benchmark, 1..1000 (default 9)")
+    s.add_argument("--min-time", type=float, help="seconds per repetition, 0.001..60 (default 0.1; --quick 0.005)")
+    s.add_argument("--verbose", action="store_true", help="show vmfrag_bench's own console table")
+    s.set_defaults(func=cmd_bench)
 
     for name, help_text in FORWARDED.items():
         s = sub.add_parser(name, help=help_text, add_help=False)

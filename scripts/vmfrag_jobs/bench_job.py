@@ -1,0 +1,116 @@
+"""`scripts/vmfrag bench`: builds the release flavour (which has -Dbenchmark=true), runs
+build/release/bench/vmfrag_bench with repetitions, writes its Google Benchmark JSON, validates it,
+checks suite 1's placements agree, and prints the summary table (bench_results.py).
+
+Exit codes: 0 ok; 1 the run or its JSON failed (a benchmark error, a malformed report); 2 usage
+(every numeric option is checked against its range before anything is built; a filter that
+matches no benchmark); 3 two suite-1 implementations placed differently.
+"""
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from . import bench_results, bootstrap, build, paths
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGENCE = 0, 1, 2, 3
+REPETITIONS_RANGE = (1, 1000)
+MIN_TIME_RANGE = (0.001, 60.0)
+DEFAULT_REPETITIONS = 9  # enough for compare.py's Mann-Whitney U test to mean something
+DEFAULT_MIN_TIME = {True: 0.005, False: 0.1}  # seconds per repetition: --quick, full
+
+
+class UsageError(ValueError):
+    pass
+
+
+def check_options(args):
+    """Raises UsageError (one line) for an option out of its range; fills in the defaults."""
+    if args.repetitions is None:
+        args.repetitions = DEFAULT_REPETITIONS
+    lo, hi = REPETITIONS_RANGE
+    if not lo <= args.repetitions <= hi:
+        raise UsageError(f"--repetitions must be in [{lo}, {hi}], got {args.repetitions}")
+    if args.min_time is None:
+        args.min_time = DEFAULT_MIN_TIME[args.quick]
+    lo, hi = MIN_TIME_RANGE
+    if not (math.isfinite(args.min_time) and lo <= args.min_time <= hi):
+        raise UsageError(f"--min-time must be in [{lo}, {hi}] seconds, got {args.min_time}")
+    if args.filter is not None:
+        try:
+            re.compile(args.filter)
+        except re.error as e:
+            raise UsageError(f"--filter is not a regular expression: {e}") from None
+    if args.out is None:
+        paths.RESULTS.mkdir(exist_ok=True)
+        args.out = str(paths.RESULTS / ("bench-quick.json" if args.quick else "bench.json"))
+    out_dir = Path(args.out).resolve().parent
+    if not out_dir.is_dir():
+        raise UsageError(f"--out: directory {out_dir} does not exist")
+
+
+def bench_binary():
+    return paths.build_dir("release") / "bench" / "vmfrag_bench"
+
+
+def binary_args(args):
+    cmd = [str(bench_binary())]
+    if args.quick:
+        cmd.append("--vmfrag_quick")
+    if args.filter is not None:
+        cmd.append(f"--benchmark_filter={args.filter}")
+    return cmd
+
+
+def listed_benchmarks(args):
+    r = subprocess.run(binary_args(args) + ["--benchmark_list_tests=true"], capture_output=True, text=True)
+    return [ln for ln in r.stdout.splitlines() if ln.strip()] if r.returncode == 0 else []
+
+
+def run(args):
+    try:
+        check_options(args)
+    except UsageError as e:
+        print(f"vmfrag: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    bootstrap.ensure_packages()
+    build.build(build.FLAVOURS["release"])
+    names = listed_benchmarks(args)
+    if not names:
+        print(f"vmfrag: error: --filter {args.filter!r} matches no benchmark", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out).resolve()
+    partial = out.with_name(out.name + ".partial")
+    print(f"vmfrag: bench: {len(names)} benchmarks x {args.repetitions} repetitions, "
+          f"min {args.min_time} s each -> {out}", flush=True)
+    cmd = binary_args(args) + [
+        f"--benchmark_out={partial}", "--benchmark_out_format=json",
+        f"--benchmark_repetitions={args.repetitions}", f"--benchmark_min_time={args.min_time}",
+        "--benchmark_display_aggregates_only=true"]
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL if not args.verbose else None)
+    if r.returncode != 0 or not partial.exists():
+        print(f"vmfrag: error: vmfrag_bench exited {r.returncode}", file=sys.stderr)
+        partial.unlink(missing_ok=True)
+        return EXIT_FAILED
+    doc = json.loads(partial.read_text())
+    os.replace(partial, out)
+    problems = bench_results.validate(doc)
+    for p in problems:
+        print(f"vmfrag: bench: invalid report: {p}", file=sys.stderr)
+    unsupported = sorted(k[len("perf."):] for k, v in doc["context"].items()
+                         if k.startswith("perf.") and str(v).startswith("unsupported"))
+    if unsupported:
+        reasons = sorted({doc["context"]["perf." + e] for e in unsupported})
+        print(f"vmfrag: bench: perf counters absent ({', '.join(reasons)}): {', '.join(unsupported)}")
+    rows = bench_results.summary_rows(doc)
+    if rows:
+        print(bench_results.format_rows(rows))
+    divergences = bench_results.placement_divergences(doc)
+    for d in divergences:
+        print(f"vmfrag: bench: placements differ: {d}", file=sys.stderr)
+    if divergences:
+        return EXIT_DIVERGENCE
+    return EXIT_FAILED if problems else EXIT_OK
