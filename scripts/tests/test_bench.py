@@ -91,7 +91,8 @@ def test_compare_py_reads_two_runs(quick_run, tmp_path):
 
 @pytest.mark.parametrize("args", [
     ["--repetitions", "0"], ["--repetitions", "1001"], ["--min-time", "0"], ["--min-time", "nan"],
-    ["--min-time", "61"], ["--filter", "("], ["--out", "/nonexistent-dir/x.json"],
+    ["--min-time", "61"], ["--filter", "("], ["--out", "/nonexistent-dir/x.json"], ["--cpu", "-1"],
+    ["--cpu", "4096"],
 ])
 def test_out_of_range_options_exit_2_before_building(repo, args):
     # With no PATH, anything past option checking (dpkg-query, meson, ninja) would fail otherwise.
@@ -110,12 +111,12 @@ def report():
     for impl, t in (("BM_VmallocVfreePair", 300.0), ("BM_BaselinePair", 200.0)):
         for rep in range(3):
             rows.append({"name": f"{impl}/live:100000/order:2/lazy:0", "run_name": f"{impl}/live:100000/order:2/lazy:0",
-                         "run_type": "iteration", "real_time": t + rep, "time_unit": "ns", "placement_hash": 7.0,
+                         "run_type": "iteration", "real_time": 2 * t, "cpu_time": t + rep, "time_unit": "ns", "placement_hash": 7.0,
                          "minor-faults": 0.0})
         for agg in ("mean", "median", "stddev"):
             rows.append({"name": f"{impl}/live:100000/order:2/lazy:0_{agg}",
                          "run_name": f"{impl}/live:100000/order:2/lazy:0", "run_type": "aggregate",
-                         "aggregate_name": agg, "real_time": t, "time_unit": "ns"})
+                         "aggregate_name": agg, "real_time": t, "cpu_time": t, "time_unit": "ns"})
     return {"context": unsupported, "benchmarks": rows}
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,9 @@ def check_options(args):
     lo, hi = MIN_TIME_RANGE
     if not (math.isfinite(args.min_time) and lo <= args.min_time <= hi):
         raise UsageError(f"--min-time must be in [{lo}, {hi}] seconds, got {args.min_time}")
+    cpus = os.cpu_count() or 1
+    if args.cpu is not None and not 0 <= args.cpu < cpus:
+        raise UsageError(f"--cpu must be in [0, {cpus - 1}], got {args.cpu}")
     if args.filter is not None:
         try:
             re.compile(args.filter)
@@ -90,12 +94,16 @@ def run(args):
         f"--benchmark_out={partial}", "--benchmark_out_format=json",
         f"--benchmark_repetitions={args.repetitions}", f"--benchmark_min_time={args.min_time}",
         "--benchmark_display_aggregates_only=true"]
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL if not args.verbose else None)
+    pin = (lambda: os.sched_setaffinity(0, {args.cpu})) if args.cpu is not None else None
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL if not args.verbose else None, preexec_fn=pin)
     if r.returncode != 0 or not partial.exists():
         print(f"vmfrag: error: vmfrag_bench exited {r.returncode}", file=sys.stderr)
         partial.unlink(missing_ok=True)
         return EXIT_FAILED
     doc = json.loads(partial.read_text())
+    doc["context"]["vmfrag.pinned_cpu"] = "none" if args.cpu is None else str(args.cpu)
+    doc["context"]["vmfrag.command"] = shlex.join(["scripts/vmfrag", "bench", *sys.argv[2:]])
+    partial.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(partial, out)
     problems = bench_results.validate(doc)
     for p in problems:
