@@ -4,7 +4,8 @@
 // Vmalloc (backing none, the trace header's region, guard and lazy threshold) per iteration;
 // creating and destroying the Vmalloc is outside the (manual) timing.
 // Counters: ns_per_op, and ns_per_pair (= 2 ops: an allocation and its free) — the unit of the
-// kernel's figures (a 1-page vmalloc+vfree pair: 0.556 us in-kernel on a Threadripper 3970X).
+// kernel's figures (a 1-page vmalloc+vfree pair: 0.556 us in-kernel on a Threadripper 3970X);
+// perf events per op, counted over the whole loop (creating a Vmalloc faults in a few pages).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -14,6 +15,7 @@
 
 #include "allocator/core/assert.h"
 #include "allocator/vmalloc/vmalloc.h"
+#include "bench/perf/benchmark_perf.h"
 #include "bench/suites/suites.h"
 #include "harness/workloads/workload.h"
 
@@ -95,6 +97,8 @@ void BM_TestVmalloc(benchmark::State& state, const std::string& name, std::uint6
   config.backing = BackingMode::kNone;
   double seconds = 0;
   std::vector<Held> held;
+  PerfCounters perf;
+  perf.start();
   for (auto _ : state) {
     auto created = Vmalloc::create(config);
     if (!created.vm) {
@@ -107,6 +111,7 @@ void BM_TestVmalloc(benchmark::State& state, const std::string& name, std::uint6
     state.SetIterationTime(s);
   }
   const double total_ops = static_cast<double>(state.iterations()) * static_cast<double>(f.collected.ops.size());
+  perf.report(state, total_ops);
   state.counters["ops"] = static_cast<double>(f.collected.ops.size());
   state.counters["ns_per_op"] = seconds * 1e9 / total_ops;
   state.counters["ns_per_pair"] = 2 * seconds * 1e9 / total_ops;
