@@ -11,6 +11,13 @@
 #include "bench/perf/benchmark_perf.h"
 #include "bench/suites/suites.h"
 
+namespace vmfrag::bench {
+FixtureSlot& the_fixture_slot() {
+  static FixtureSlot slot;
+  return slot;
+}
+}  // namespace vmfrag::bench
+
 namespace {
 
 std::string first_line(const char* path) {

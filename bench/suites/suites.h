@@ -27,19 +27,26 @@ struct Fixture {
   virtual ~Fixture() = default;
 };
 
+struct FixtureSlot {
+  std::string key;
+  std::unique_ptr<Fixture> fixture;
+};
+// The one slot of the binary (not one per fixture type: a template's static would be).
+FixtureSlot& the_fixture_slot();
+
 // The fixture for `key`, built by make() unless the slot already holds it (the old one is
-// destroyed first, so two large fixtures never coexist).
+// destroyed first, so two large fixtures never coexist). Keys name the fixture's type and
+// parameters, so a key match means the slot holds a T.
 template <typename T, typename Make>
 T& fixture_slot(const std::string& key, Make make) {
-  static std::string held_key;
-  static std::unique_ptr<Fixture> held;
-  if (held_key != key || held == nullptr) {
-    held.reset();
-    held_key.clear();
-    held = make();
-    held_key = key;
+  FixtureSlot& slot = the_fixture_slot();
+  if (slot.key != key || slot.fixture == nullptr) {
+    slot.fixture.reset();
+    slot.key.clear();
+    slot.fixture = make();
+    slot.key = key;
   }
-  return static_cast<T&>(*held);
+  return static_cast<T&>(*slot.fixture);
 }
 
 }  // namespace vmfrag::bench
