@@ -20,6 +20,7 @@
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -124,7 +125,13 @@ struct ChaseFixture : Fixture {
   [[nodiscard]] unsigned model_page_shift(Layout layout) const {
     return layout == kAnonHuge && thp_fraction >= 1.0 ? 21 : 12;
   }
-  TlbCounts model(Layout layout) {
+  // The model's counts for a layout, computed once per fixture (they depend only on the chain).
+  const TlbCounts& model(Layout layout) {
+    std::optional<TlbCounts>& cached = modelled[layout];
+    if (!cached) cached = run_model(layout);
+    return *cached;
+  }
+  TlbCounts run_model(Layout layout) const {
     TlbModel tlb(TlbConfig::zen3());
     std::uint64_t slot = 0;
     const unsigned shift = model_page_shift(layout);
@@ -145,6 +152,7 @@ struct ChaseFixture : Fixture {
   double thp_fraction = 0;
   std::vector<std::uint32_t> next;
   Layout written_for = kNoLayout;
+  std::optional<TlbCounts> modelled[kNoLayout];
 };
 
 void chase(benchmark::State& state, Layout layout) {
@@ -152,7 +160,7 @@ void chase(benchmark::State& state, Layout layout) {
   auto& f = fixture_slot<ChaseFixture>("chase/" + std::to_string(bytes),
                                        [&] { return std::make_unique<ChaseFixture>(bytes); });
   f.lay_out(layout);
-  const TlbCounts modelled = f.model(layout);
+  const TlbCounts& modelled = f.model(layout);
   void* p = f.slot_address(layout, 0);
   PerfCounters perf;
   perf.start();
