@@ -92,7 +92,8 @@ def test_compare_py_reads_two_runs(quick_run, tmp_path):
 @pytest.mark.parametrize("args", [
     ["--repetitions", "0"], ["--repetitions", "1001"], ["--min-time", "0"], ["--min-time", "nan"],
     ["--min-time", "61"], ["--filter", "("], ["--out", "/nonexistent-dir/x.json"], ["--cpu", "-1"],
-    ["--cpu", "4096"],
+    ["--cpu", "4096"], ["--repetitions", "many"], ["--repetitions", "1.5"], ["--min-time", "fast"],
+    ["--cpu", "x"],
 ])
 def test_out_of_range_options_exit_2_before_building(repo, args):
     # With no PATH, anything past option checking (dpkg-query, meson, ninja) would fail otherwise.

@@ -28,21 +28,28 @@ class UsageError(ValueError):
     pass
 
 
+def _number(text, convert, option, lo, hi, unit=""):
+    """text -> number in [lo, hi], or UsageError naming the option and its range."""
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or not lo <= value <= hi:
+        kind = "an integer" if convert is int else "a number"
+        raise UsageError(f"{option} must be {kind} in [{lo}, {hi}]{unit}, got {text!r}")
+    return value
+
+
 def check_options(args):
-    """Raises UsageError (one line) for an option out of its range; fills in the defaults."""
-    if args.repetitions is None:
-        args.repetitions = DEFAULT_REPETITIONS
-    lo, hi = REPETITIONS_RANGE
-    if not lo <= args.repetitions <= hi:
-        raise UsageError(f"--repetitions must be in [{lo}, {hi}], got {args.repetitions}")
-    if args.min_time is None:
-        args.min_time = DEFAULT_MIN_TIME[args.quick]
-    lo, hi = MIN_TIME_RANGE
-    if not (math.isfinite(args.min_time) and lo <= args.min_time <= hi):
-        raise UsageError(f"--min-time must be in [{lo}, {hi}] seconds, got {args.min_time}")
+    """Raises UsageError (one line) for an option out of its range; fills in the defaults. Numeric
+    options arrive as text so that a non-number is reported the same way as an out-of-range one."""
+    args.repetitions = (DEFAULT_REPETITIONS if args.repetitions is None
+                        else _number(args.repetitions, int, "--repetitions", *REPETITIONS_RANGE))
+    args.min_time = (DEFAULT_MIN_TIME[args.quick] if args.min_time is None
+                     else _number(args.min_time, float, "--min-time", *MIN_TIME_RANGE, unit=" seconds"))
     cpus = os.cpu_count() or 1
-    if args.cpu is not None and not 0 <= args.cpu < cpus:
-        raise UsageError(f"--cpu must be in [0, {cpus - 1}], got {args.cpu}")
+    if args.cpu is not None:
+        args.cpu = _number(args.cpu, int, "--cpu", 0, cpus - 1)
     if args.filter is not None:
         try:
             re.compile(args.filter)

@@ -89,9 +89,9 @@ def parser():
     s.add_argument("--quick", action="store_true", help="small sizes and short runs (under a minute)")
     s.add_argument("--filter", help="only benchmarks matching this regular expression")
     s.add_argument("--out", help="the JSON file (default results/bench.json, results/bench-quick.json)")
-    s.add_argument("--repetitions", type=int, help="repetitions of each benchmark, 1..1000 (default 9)")
-    s.add_argument("--min-time", type=float, help="seconds per repetition, 0.001..60 (default 0.1; --quick 0.005)")
-    s.add_argument("--cpu", type=int, help="pin the benchmarks to this CPU (0..CPUs-1; default: not pinned)")
+    s.add_argument("--repetitions", help="repetitions of each benchmark, 1..1000 (default 9)")
+    s.add_argument("--min-time", help="seconds per repetition, 0.001..60 (default 0.1; --quick 0.005)")
+    s.add_argument("--cpu", help="pin the benchmarks to this CPU (0..CPUs-1; default: not pinned)")
     s.add_argument("--verbose", action="store_true", help="show vmfrag_bench's own console table")
     s.set_defaults(func=cmd_bench)
 
