@@ -29,10 +29,12 @@ struct TlbLevelConfig {
 struct TlbConfig {
   TlbLevelConfig l1;
   TlbLevelConfig l2;
-  // AMD Zen 3 (Family 19h) data TLB, from AMD's Software Optimization Guide for Family 19h
-  // (pub. 56665): L1 DTLB 64 entries, fully associative, 4 KiB/2 MiB/1 GiB pages; L2 DTLB 2048
-  // entries for 4 KiB and 2 MiB pages. The guide gives no L2 associativity: 16 ways is assumed
-  // (as third-party descriptions of Zen 2/3 list it); configurable like everything here.
+  // AMD Zen 3 (Family 19h) data TLB, after AMD's Software Optimization Guides: L1 DTLB 64 entries,
+  // fully associative, 4 KiB/2 MiB/1 GiB pages; L2 DTLB 2048 entries holding 4 KiB and 2 MiB
+  // translations (1 GiB pages are "smashed" into 2 MiB entries there; here they skip L2). AMD
+  // describes the L2 as 12-way, but it is skewed-associative (2048 is no multiple of 12, the index
+  // is a hash): a plain modulo-indexed array cannot copy it, so the model approximates it with 128
+  // sets of 16 ways. Configurable like everything here.
   [[nodiscard]] static TlbConfig zen3();
 };
 
