@@ -27,6 +27,7 @@
 #include "allocator/vspace/virtual_space.h"
 #include "bench/baseline/lowest_fit_baseline.h"
 #include "bench/perf/benchmark_perf.h"
+#include "bench/suites/splitmix64.h"
 #include "bench/suites/suites.h"
 #include "harness/reference/reference_model.h"
 
@@ -44,14 +45,6 @@ const char* order_name(std::int64_t order) {
     case kLifoAfterChurn: return "LIFO after fragmenting churn";
     default: return "random frees";
   }
-}
-
-// splitmix64: a fixed, portable stream, so every implementation sees the same sizes and victims.
-std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
 }
 
 struct OpStream {

@@ -18,8 +18,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string>
 
@@ -39,27 +37,6 @@ double touch_pages(char* p, std::uint64_t pages) {
   const auto t0 = std::chrono::steady_clock::now();
   for (std::uint64_t i = 0; i < pages; ++i) static_cast<volatile char*>(p)[i * kPage] = 1;
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// AnonHugePages (bytes) summed over the /proc/self/smaps VMAs that start inside [p, p + bytes).
-std::uint64_t anon_huge_bytes(const void* p, std::uint64_t bytes) {
-  FILE* f = std::fopen("/proc/self/smaps", "r");
-  if (f == nullptr) return 0;
-  char line[512];
-  std::uint64_t total = 0;
-  bool inside = false;
-  const auto lo = reinterpret_cast<std::uintptr_t>(p), hi = lo + bytes;
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    unsigned long start = 0, end = 0;
-    if (std::sscanf(line, "%lx-%lx ", &start, &end) == 2 && std::strchr(line, '-') < std::strchr(line, ' ')) {
-      inside = start >= lo && start < hi;
-      continue;
-    }
-    unsigned long kb = 0;
-    if (inside && std::sscanf(line, "AnonHugePages: %lu kB", &kb) == 1) total += kb * 1024;
-  }
-  std::fclose(f);
-  return total;
 }
 
 void finish(benchmark::State& state, PerfCounters& perf, double seconds, std::uint64_t pages) {
@@ -162,7 +139,9 @@ void first_touch_anon(benchmark::State& state, bool huge) {
     seconds += s;
     state.SetIterationTime(s);
     if (huge && thp_fraction < 0) {  // read once: outside the manually timed part
-      thp_fraction = static_cast<double>(anon_huge_bytes(p, bytes)) / static_cast<double>(bytes);
+      std::uint64_t huge_bytes = 0;
+      if (linux_os().anon_huge_bytes(p, bytes, &huge_bytes) != 0) huge_bytes = 0;  // unreadable: not granted
+      thp_fraction = static_cast<double>(huge_bytes) / static_cast<double>(bytes);
     }
     munmap(raw, bytes + kHuge);
   }

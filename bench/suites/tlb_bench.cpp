@@ -16,7 +16,6 @@
 #include <benchmark/benchmark.h>
 #include <sys/mman.h>
 
-#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <numeric>
@@ -27,6 +26,7 @@
 #include "allocator/core/assert.h"
 #include "allocator/vmalloc/vmalloc.h"
 #include "bench/perf/benchmark_perf.h"
+#include "bench/suites/splitmix64.h"
 #include "bench/suites/suites.h"
 #include "bench/tlb/tlb_model.h"
 
@@ -40,33 +40,6 @@ constexpr int kLoadsPerIteration = 256;
 constexpr std::uint64_t kScatterRun = 16;  // pages per physically contiguous run
 
 enum Layout { kVmallocArea = 0, kDirectMap = 1, kAnonHuge = 2, kNoLayout = 3 };
-
-std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-std::uint64_t anon_huge_bytes(const void* p, std::uint64_t bytes) {
-  FILE* f = std::fopen("/proc/self/smaps", "r");
-  if (f == nullptr) return 0;
-  char line[512];
-  std::uint64_t total = 0;
-  bool inside = false;
-  const auto lo = reinterpret_cast<std::uintptr_t>(p), hi = lo + bytes;
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    unsigned long start = 0, end = 0;
-    if (std::sscanf(line, "%lx-%lx ", &start, &end) == 2 && std::strchr(line, '-') < std::strchr(line, ' ')) {
-      inside = start >= lo && start < hi;
-      continue;
-    }
-    unsigned long kb = 0;
-    if (inside && std::sscanf(line, "AnonHugePages: %lu kB", &kb) == 1) total += kb * 1024;
-  }
-  std::fclose(f);
-  return total;
-}
 
 // The three views of a working set, one random cycle through its slots (next[]), and which view
 // the chain's pointers are currently written for.
@@ -97,7 +70,9 @@ struct ChaseFixture : Fixture {
     anon = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(raw_anon) + kHuge - 1) & ~(kHuge - 1));
     (void)madvise(anon, bytes, MADV_HUGEPAGE);
     std::memset(anon, 0, bytes);
-    thp_fraction = static_cast<double>(anon_huge_bytes(anon, bytes)) / static_cast<double>(bytes);
+    std::uint64_t huge = 0;
+    if (linux_os().anon_huge_bytes(anon, bytes, &huge) != 0) huge = 0;  // unreadable smaps: not granted
+    thp_fraction = static_cast<double>(huge) / static_cast<double>(bytes);
 
     // Sattolo's algorithm: a uniformly random single cycle through all slots.
     next.resize(slots);
