@@ -130,6 +130,18 @@ def test_results_accept_a_good_report_and_compute_the_ratio_beside_its_goal():
     assert (row.goal, row.verdict) == ("<= 1.25x", "NOT met")
 
 
+def test_results_take_interleaved_ratios_from_their_counters():
+    doc = report()
+    for rep, ratio in enumerate((1.1, 1.3, 1.2)):
+        doc["benchmarks"].append({
+            "name": "BM_InterleavedVmallocVsBaseline/live:100000/order:1/lazy:0",
+            "run_name": "BM_InterleavedVmallocVsBaseline/live:100000/order:1/lazy:0", "run_type": "iteration",
+            "real_time": 1e7, "cpu_time": 5e6, "time_unit": "ns", "placement_hash": 9.0, "minor-faults": 0.0,
+            "ratio": ratio, "vmfrag_ns": 120.0 + rep, "baseline_ns": 100.0})
+    rows = [r for r in bench_results.summary_rows(doc) if "interleaved" in r.config]
+    assert [(r.measured, r.goal, r.verdict) for r in rows] == [("1.20x (121 / 100 ns)", "<= 1.25x", "met")]
+
+
 def test_results_reject_a_zero_for_an_unsupported_event():
     doc = report()
     doc["benchmarks"][0]["cycles"] = 0.0
