@@ -12,10 +12,14 @@ import sys
 # Libraries: GoogleTest/GoogleMock, Google Benchmark, Boost (Boost.Container), nlohmann/json (results
 # JSON), CLI11 (the C++ command line).
 # Python side (Debian's /usr/bin/python3 only): pytest, jinja2, rich.
+# Benchmarks: libbenchmark-tools is Google Benchmark's compare.py (/usr/share/benchmark/compare.py,
+# U test between two `scripts/vmfrag bench` JSON files); it imports scipy and numpy but its Debian
+# package does not depend on them.
 PACKAGES = [
     "meson", "ninja-build", "pkg-config", "g++", "clang", "libclang-rt-14-dev",
     "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "nlohmann-json3-dev", "libcli11-dev",
     "python3-pytest", "python3-jinja2", "python3-rich",
+    "libbenchmark-tools", "python3-scipy", "python3-numpy",
 ]
 # The report's browser test (scripts/tests/test_report_browser.py) installs these itself when it
 # runs, through ensure_packages, so that jobs which never open a browser do not pull in Chromium.

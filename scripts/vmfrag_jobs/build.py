@@ -7,6 +7,12 @@
            its tests replay the seed corpora and run a short bounded fuzzing pass)
 
 Warnings are errors in every flavour: these scripts are how CI builds.
+
+bench/ (-Dbenchmark=true) is on in release and asan: its code compiles on every test run and its
+unit tests (TLB model, perf wrapper, baseline, recording OS) run in `scripts/vmfrag test`, under
+g++ and under clang with ASan+UBSan, so it cannot rot; `scripts/vmfrag bench` then only runs the
+release build it already has. tsan leaves it off: bench/ starts no threads, and the Debian
+libbenchmark the suites link is not TSan-instrumented.
 """
 import json
 import os
@@ -27,12 +33,13 @@ class Flavour:
 COMMON = ("-Dwerror=true",)
 FLAVOURS = {
     "release": Flavour("release", "g++", COMMON + (
-        "-Dbuildtype=release", "-Doptimization=2", "-Db_ndebug=true")),
+        "-Dbuildtype=release", "-Doptimization=2", "-Db_ndebug=true", "-Dbenchmark=true")),
     # -Dchecks=full: every mutating call of the free tree, the address space, the buddy allocator
     # and the vmap blocks walks its whole structure afterwards (VMF_ASSERT_FULL), so every test of
     # this flavour checks every intermediate state.
     "asan": Flavour("asan", "clang++", COMMON + (
-        "-Dbuildtype=debugoptimized", "-Db_sanitize=address,undefined", "-Db_lundef=false", "-Dchecks=full")),
+        "-Dbuildtype=debugoptimized", "-Db_sanitize=address,undefined", "-Db_lundef=false", "-Dchecks=full",
+        "-Dbenchmark=true")),
     "tsan": Flavour("tsan", "clang++", COMMON + (
         "-Dbuildtype=debugoptimized", "-Db_sanitize=thread", "-Db_lundef=false")),
     "fuzz": Flavour("fuzz", "clang++", COMMON + (

@@ -81,6 +81,11 @@ def cmd_ci(args):
     return ci_job.run(args)
 
 
+def cmd_bench(args):
+    from . import bench_job
+    return bench_job.run(args)
+
+
 def forward(command, argv):
     """Builds the release flavour, then becomes the C++ binary with `argv` untouched."""
     prepare(("release",))
@@ -125,6 +130,16 @@ def parser():
 
     from . import report
     report.add_report_parser(sub)
+
+    s = sub.add_parser("bench", help="the Google Benchmark suites (bench/): JSON, summary beside issue 12's goals")
+    s.add_argument("--quick", action="store_true", help="small sizes and short runs (under a minute)")
+    s.add_argument("--filter", help="only benchmarks matching this regular expression")
+    s.add_argument("--out", help="the JSON file (default results/bench.json, results/bench-quick.json)")
+    s.add_argument("--repetitions", help="repetitions of each benchmark, 1..1000 (default 9)")
+    s.add_argument("--min-time", help="seconds per repetition, 0.001..60 (default 0.1; --quick 0.005)")
+    s.add_argument("--cpu", help="pin the benchmarks to this CPU (0..CPUs-1; default: not pinned)")
+    s.add_argument("--verbose", action="store_true", help="show vmfrag_bench's own console table")
+    s.set_defaults(func=cmd_bench)
 
     # Listed for --help only: main() hands these to the binary before argparse sees them.
     for name, help_text in FORWARDED.items():

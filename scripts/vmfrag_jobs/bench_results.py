@@ -1,0 +1,205 @@
+"""Reads a `vmfrag_bench` Google Benchmark JSON file: validates it, checks that every suite-1
+implementation placed identically, and computes the ratios issue 12 sets goals for.
+
+Pure computation on the parsed JSON (no building, no running), so it is tested on fixtures.
+Measurements are medians of the repetitions' cpu_time (process CPU time, user + kernel): on a shared
+2-vCPU machine a preempted benchmark's real_time grows while its CPU time does not, so ratios taken
+from CPU time hold better; real_time is in the JSON beside it. Goals are issue 12's and are only
+ever printed beside a measurement, never used in place of one.
+"""
+import math
+import re
+import statistics
+from dataclasses import dataclass
+
+PERF_EVENTS = ("minor-faults", "major-faults", "dTLB-load-misses", "dTLB-store-misses", "iTLB-load-misses",
+               "cycles", "instructions")
+PERF_OUTCOME = re.compile(r"^(user\+kernel|user only \(kernel refused: E[A-Z0-9]+\)|unsupported: E[A-Z0-9]+)$")
+TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+ORDER_NAMES = {0: "LIFO after sequential fill", 1: "LIFO after churn", 2: "random frees"}
+BACKINGS = {0: "memfd", 1: "anon"}
+
+
+def args_of(run_name):
+    """'BM_X/live:1000/order:0' -> ('BM_X', {'live': 1000, 'order': 0})."""
+    base, *parts = run_name.split("/")
+    args = {}
+    for p in parts:
+        key, sep, value = p.partition(":")
+        if sep and value.lstrip("-").isdigit():
+            args[key] = int(value)
+    return base, args
+
+
+def iterations(doc):
+    """run_name -> list of iteration entries (the repetitions)."""
+    runs = {}
+    for b in doc.get("benchmarks", []):
+        if b.get("run_type") == "iteration":
+            runs.setdefault(b["run_name"], []).append(b)
+    return runs
+
+
+def median_ns(entries):
+    return statistics.median(e["cpu_time"] * TIME_UNIT_NS[e["time_unit"]] for e in entries)
+
+
+def validate(doc):
+    """Problems with the report, one string each; [] when it is well-formed."""
+    problems = []
+    context = doc.get("context")
+    benchmarks = doc.get("benchmarks")
+    if not isinstance(context, dict):
+        return ["no context object"]
+    if not isinstance(benchmarks, list) or not benchmarks:
+        return ["no benchmarks"]
+    for b in benchmarks:
+        name = b.get("name", "?")
+        if b.get("error_occurred"):
+            problems.append(f"{name}: error: {b.get('error_message', '')}")
+            continue
+        if b.get("run_type") not in ("iteration", "aggregate") or "run_name" not in b:
+            problems.append(f"{name}: missing run_type/run_name")
+        for field in ("real_time", "cpu_time"):
+            t = b.get(field)
+            if not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+                problems.append(f"{name}: {field} {t!r}")
+        if b.get("time_unit") not in TIME_UNIT_NS:
+            problems.append(f"{name}: time_unit {b.get('time_unit')!r}")
+    unsupported = []
+    for event in PERF_EVENTS:
+        outcome = context.get(f"perf.{event}")
+        if outcome is None:
+            problems.append(f"context: perf.{event} missing")
+        elif not PERF_OUTCOME.match(outcome):
+            problems.append(f"context: perf.{event} = {outcome!r} is not an outcome")
+        elif outcome.startswith("unsupported"):
+            unsupported.append(event)
+    for b in benchmarks:
+        for event in unsupported:
+            if event in b:
+                problems.append(f"{b.get('name')}: reports {event} although the context says it is unsupported")
+    runs = iterations(doc)
+    aggregates = {(b.get("run_name"), b.get("aggregate_name")) for b in benchmarks if b.get("run_type") == "aggregate"}
+    for run_name, entries in runs.items():
+        if len(entries) >= 2:
+            for agg in ("mean", "median", "stddev"):
+                if (run_name, agg) not in aggregates:
+                    problems.append(f"{run_name}: {len(entries)} repetitions but no {agg} aggregate")
+    return problems
+
+
+def placement_divergences(doc):
+    """Suite-1 configurations whose implementations report different placement hashes."""
+    hashes = {}
+    for run_name, entries in iterations(doc).items():
+        base, args = args_of(run_name)
+        if "placement_hash" not in entries[0] or not {"live", "order", "lazy"} <= args.keys():
+            continue
+        key = (args["live"], args["order"], args["lazy"])
+        for e in entries:
+            hashes.setdefault(key, {}).setdefault(e["placement_hash"], set()).add(base)
+    out = []
+    for key, by_hash in sorted(hashes.items()):
+        if len(by_hash) > 1:
+            detail = "; ".join(f"{sorted(names)} -> {h:.0f}" for h, names in by_hash.items())
+            out.append(f"live {key[0]} order {key[1]} lazy {key[2]}: {detail}")
+    return out
+
+
+@dataclass
+class Row:
+    suite: str
+    config: str
+    measured: str      # the measurement, formatted
+    goal: str          # issue 12's goal for this row, or "-"
+    verdict: str       # "met", "NOT met" or "" when there is no goal
+
+
+def _ratio_row(suite, config, num, den, goal_ratio):
+    ratio = num / den
+    measured = f"{ratio:.2f}x ({num:,.0f} / {den:,.0f} ns)"
+    if goal_ratio is None:
+        return Row(suite, config, measured, "-", "")
+    return Row(suite, config, measured, f"<= {goal_ratio:.2f}x", "met" if ratio <= goal_ratio else "NOT met")
+
+
+def summary_rows(doc):
+    """The summary table: suite 1 and 2 ratios beside issue 12's goals, suite 4's 4 KiB/THP ratio."""
+    runs = iterations(doc)
+    med = {name: median_ns(entries) for name, entries in runs.items()}
+    rows = []
+    for name in sorted(med, key=lambda n: (args_of(n)[1].get("live", 0), n)):
+        base, a = args_of(name)
+        if base != "BM_VmallocVfreePair":
+            continue
+        baseline = name.replace("BM_VmallocVfreePair", "BM_BaselinePair", 1)
+        if baseline not in med:
+            continue
+        lazy = "default lazy" if a["lazy"] else "eager"
+        config = f"{a['live']:,} live, {ORDER_NAMES[a['order']]}, {lazy}"
+        big = a["live"] >= 100000
+        if a["order"] == 0:
+            rows.append(_ratio_row("1", config + " (vs baseline)", med[name], med[baseline], None))
+            if big:
+                ns = med[name]
+                rows.append(Row("1", config + " (ns/pair)", f"{ns:,.0f} ns", "<= 150 ns", "met" if ns <= 150 else "NOT met"))
+        else:
+            rows.append(_ratio_row("1", config + " (vs baseline)", med[name], med[baseline], 1.25 if big else None))
+    for name in sorted(runs, key=lambda n: (args_of(n)[1].get("live", 0), n)):
+        base, a = args_of(name)
+        if base != "BM_InterleavedVmallocVsBaseline":
+            continue
+        reps = runs[name]
+        ratio = statistics.median(e["ratio"] for e in reps)
+        vmfrag_ns = statistics.median(e["vmfrag_ns"] for e in reps)
+        baseline_ns = statistics.median(e["baseline_ns"] for e in reps)
+        lazy = "default lazy" if a["lazy"] else "eager"
+        config = f"{a['live']:,} live, {ORDER_NAMES[a['order']]}, {lazy} (interleaved, wall time)"
+        measured = f"{ratio:.2f}x ({vmfrag_ns:,.0f} / {baseline_ns:,.0f} ns)"
+        big = a["live"] >= 100000
+        if a["order"] == 0:
+            rows.append(Row("1", config, measured, "-", ""))
+        elif big:
+            rows.append(Row("1", config, measured, "<= 1.25x", "met" if ratio <= 1.25 else "NOT met"))
+        else:
+            rows.append(Row("1", config, measured, "-", ""))
+    for name in sorted(med, key=lambda n: sorted(args_of(n)[1].items())):
+        base, a = args_of(name)
+        if base != "BM_VmallocMappedPair":
+            continue
+        bare = name.replace("BM_VmallocMappedPair", "BM_BareSyscallsPair", 1)
+        if bare not in med:
+            continue
+        config = f"{BACKINGS[a['backing']]}, {a['pages']} pages, {a['live']:,} live (vs bare syscalls)"
+        rows.append(_ratio_row("2", config, med[name], med[bare], 1.15))
+    for name in sorted(runs, key=lambda n: sorted(args_of(n)[1].items())):
+        base, a = args_of(name)
+        if base != "BM_InterleavedMappedVsBare":
+            continue
+        reps = runs[name]
+        ratio = statistics.median(e["ratio"] for e in reps)
+        vmfrag_ns = statistics.median(e["vmfrag_ns"] for e in reps)
+        bare_ns = statistics.median(e["bare_ns"] for e in reps)
+        config = f"{BACKINGS[a['backing']]}, {a['pages']} pages, {a['live']:,} live (interleaved, wall time)"
+        rows.append(Row("2", config, f"{ratio:.2f}x ({vmfrag_ns:,.0f} / {bare_ns:,.0f} ns)", "<= 1.15x",
+                        "met" if ratio <= 1.15 else "NOT met"))
+    for name in sorted(med, key=lambda n: args_of(n)[1].get("mib", 0)):
+        base, a = args_of(name)
+        if base != "BM_PointerChaseVmalloc":
+            continue
+        huge = name.replace("BM_PointerChaseVmalloc", "BM_PointerChaseAnonHuge", 1)
+        if huge not in med:
+            continue
+        loads = runs[name][0].get("loads_per_iteration", 1)
+        thp = runs[huge][0].get("thp_fraction", 0)
+        config = f"{a['mib']} MiB chase, 4 KiB vmalloc vs THP anon (thp_fraction {thp:.2f})"
+        rows.append(_ratio_row("4", config, med[name] / loads, med[huge] / loads, None))
+    return rows
+
+
+def format_rows(rows):
+    header = ("suite", "configuration", "measured (median; CPU time unless marked)", "goal (issue 12)", "")
+    table = [header] + [(r.suite, r.config, r.measured, r.goal, r.verdict) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
