@@ -154,3 +154,31 @@ def test_totals_are_not_ok_without_tests_or_with_a_broken_suite(tmp_path):
     ok = testing.Totals()
     ok.add_junit(write(tmp_path, "b.xml", '<testsuite><testcase name="a"/></testsuite>'))
     assert ok.ok
+
+
+def test_result_writer_never_replaces_links_fifos_or_devices(tmp_path):
+    # The Python side's one writer follows the C++ OutputFile's rules (harness/files/output_file.h).
+    import os
+    import stat
+    import threading
+    from vmfrag_jobs.results.writing import write_atomically
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    os.chmod(real, 0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    write_atomically(link, "new")
+    assert link.is_symlink() and real.read_text() == "new" and stat.S_IMODE(real.stat().st_mode) == 0o640
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_atomically(fifo, "through")
+    reader.join(timeout=10)
+    assert got == ["through"] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    write_atomically("/dev/null", "x")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    with pytest.raises(OSError):
+        write_atomically("/dev/full", "x" * 100000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "out.fifo", "real.json"]

@@ -13,9 +13,11 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from . import bench_results, bootstrap, build, paths
+from .results.writing import write_atomically
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGENCE = 0, 1, 2, 3
 REPETITIONS_RANGE = (1, 1000)
@@ -93,8 +95,20 @@ def run(args):
     if not names:
         print(f"vmfrag: error: --filter {args.filter!r} matches no benchmark", file=sys.stderr)
         return EXIT_USAGE
-    out = Path(args.out).resolve()
-    partial = out.with_name(out.name + ".partial")
+    out = Path(args.out)
+    # vmfrag_bench writes its JSON to a temporary file beside the target; the result reaches --out
+    # only whole, through the same writer as every result file (it never replaces a FIFO or a device).
+    fd, partial_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial",
+                                        dir=str(out.resolve().parent) if not str(out).startswith("/dev/") else None)
+    os.close(fd)
+    partial = Path(partial_name)
+    try:
+        return _run_and_report(args, names, out, partial)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _run_and_report(args, names, out, partial):
     print(f"vmfrag: bench: {len(names)} benchmarks x {args.repetitions} repetitions, "
           f"min {args.min_time} s each -> {out}", flush=True)
     cmd = binary_args(args) + [
@@ -110,8 +124,7 @@ def run(args):
     doc = json.loads(partial.read_text())
     doc["context"]["vmfrag.pinned_cpu"] = "none" if args.cpu is None else str(args.cpu)
     doc["context"]["vmfrag.command"] = shlex.join(["scripts/vmfrag", "bench", *sys.argv[2:]])
-    partial.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(partial, out)
+    write_atomically(out, json.dumps(doc, indent=2) + "\n")
     problems = bench_results.validate(doc)
     for p in problems:
         print(f"vmfrag: bench: invalid report: {p}", file=sys.stderr)

@@ -8,6 +8,12 @@ import shutil
 import subprocess
 import sys
 
+
+def progress(message):
+    """Setup progress goes to stderr: a forwarded command's stdout (JSON, a trace) stays clean."""
+    print(message, file=sys.stderr, flush=True)
+
+
 # Build: meson/ninja, both compilers, clang's sanitizer and libFuzzer runtimes.
 # Libraries: GoogleTest/GoogleMock, Google Benchmark, Boost (Boost.Container), nlohmann/json (results
 # JSON), CLI11 (the C++ command line).
@@ -40,7 +46,7 @@ def missing_packages(packages=PACKAGES):
     return [p for p in packages if p not in installed]
 
 
-def ensure_packages(packages=PACKAGES, log=print):
+def ensure_packages(packages=PACKAGES, log=progress):
     missing = missing_packages(packages)
     if not missing:
         return []

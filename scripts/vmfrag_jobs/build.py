@@ -18,9 +18,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 
 from . import paths
+from .bootstrap import progress
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def _run(cmd, **kw):
         raise BuildError(f"{' '.join(map(str, cmd))} failed with exit code {r.returncode}")
 
 
-def configure(flavour: Flavour, log=print):
+def configure(flavour: Flavour, log=progress):
     """Configures build/<flavour> if it is new or its settings changed; otherwise does nothing, so
     a second run rebuilds nothing that did not change."""
     bdir = paths.build_dir(flavour.name)
@@ -84,12 +86,12 @@ def configure(flavour: Flavour, log=print):
     stamp.write_text(json.dumps(wanted))
 
 
-def build(flavour: Flavour, log=print):
+def build(flavour: Flavour, log=progress):
     configure(flavour, log)
     bdir = paths.build_dir(flavour.name)
     r = subprocess.run(["ninja", "-C", str(bdir)], capture_output=True, text=True)
     if r.returncode != 0:
-        print(r.stdout + r.stderr)
+        sys.stderr.write(r.stdout + r.stderr)
         raise BuildError(f"building {flavour.name} failed")
     if "no work to do" not in r.stdout:
         log(f"vmfrag: built {flavour.name}")

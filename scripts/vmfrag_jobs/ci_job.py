@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import bootstrap, build, paths, testing
 from .results.provenance import provenance
-from .results.writing import RunManifest
+from .results.writing import RunManifest, write_atomically
 
 CI_FORMAT, CI_VERSION = "vmfrag-ci", 1
 
@@ -87,15 +87,6 @@ def print_table(records):
     Console(width=160).print(table)
 
 
-def write_json_atomically(path: Path, obj):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def run(args):
     out_dir = Path(args.out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +131,7 @@ def _run(args, out_dir, summary_path, partial):
         traces = out_dir / "traces"
         shutil.rmtree(traces, ignore_errors=True)
         os.replace(partial, traces)
-        write_json_atomically(summary_path, summary)
+        write_atomically(summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         step.outputs.append(summary_path.name)
     ok = totals.ok and not bad
     code = 0 if ok else 1

@@ -31,7 +31,18 @@ def now_iso():
 
 
 def write_atomically(path, text):
+    """Writes `text` to `path` the way the C++ tools' OutputFile does (harness/files/output_file.h):
+    a regular or absent target gets a temporary file beside it, renamed over it (removed on any
+    error or interrupt); a symlink keeps being a symlink (the file it resolves to is replaced);
+    a FIFO, a device or anything under /dev or /proc is written through, never replaced."""
     path = Path(path)
+    special = str(path).startswith(("/dev/", "/proc/")) or (path.exists() and not path.is_file()
+                                                             and not path.is_dir())
+    if special:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
+    path = Path(os.path.realpath(path)) if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:
@@ -39,9 +50,12 @@ def write_atomically(path, text):
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are for reading
+        if path.is_file():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)  # an existing file keeps its mode
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are for reading
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
