@@ -459,19 +459,22 @@ class Kernel:
         return self.root / "boot" / f"vmlinuz-{self.abi}"
 
 
-def apt_show(package):
-    """The candidate's fields from `apt-cache show`, or None when apt does not know the package."""
-    r = subprocess.run(["apt-cache", "show", "--no-all-versions", package], capture_output=True, text=True)
-    if r.returncode != 0 or not r.stdout.strip():
-        return None
-    fields, key = {}, None
-    for ln in r.stdout.split("\n\n")[0].splitlines():
-        if ln[:1] in (" ", "\t") and key:
-            fields[key] += " " + ln.strip()
-        elif ":" in ln:
-            key, value = ln.split(":", 1)
-            fields[key] = value.strip()
-    return fields
+def apt_show(*packages):
+    """Each known package's candidate fields from one `apt-cache show` (a package apt does not
+    know is left out)."""
+    r = subprocess.run(["apt-cache", "show", "--no-all-versions", *packages], capture_output=True, text=True)
+    found = {}
+    for stanza in r.stdout.split("\n\n"):
+        fields, key = {}, None
+        for ln in stanza.splitlines():
+            if ln[:1] in (" ", "\t") and key:
+                fields[key] += " " + ln.strip()
+            elif ":" in ln:
+                key, value = ln.split(":", 1)
+                fields[key] = value.strip()
+        if fields.get("Package") in packages:
+            found.setdefault(fields["Package"], fields)
+    return found
 
 
 def depends(fields):
@@ -483,15 +486,15 @@ def depends(fields):
 def resolve_kernel(series):
     """The current kernel of a series in the apt lists: metapackage -> image -> headers -> common
     and kbuild, all at the image's version. None when apt's lists do not have it."""
-    meta = apt_show(SERIES[series])
+    meta = apt_show(SERIES[series]).get(SERIES[series])
     image = next((d for d in depends(meta) if d.startswith("linux-image-")), None) if meta else None
-    img = apt_show(image) if image else None
-    if not img:
+    if not image:
         return None
     abi = image[len("linux-image-"):]
     headers = f"linux-headers-{abi}"
-    hdr = apt_show(headers)
-    if not hdr or hdr.get("Version") != img["Version"]:
+    found = apt_show(image, headers)
+    img, hdr = found.get(image), found.get(headers)
+    if not img or not hdr or hdr.get("Version") != img.get("Version"):
         return None
     deps = depends(hdr)
     common = next((d for d in deps if d.startswith("linux-headers-") and d.endswith("-common")), None)
@@ -515,24 +518,18 @@ def write_atomically(path, data):
         tmp.unlink(missing_ok=True)
 
 
-def deb_fields(deb):
-    out = subprocess.run(["dpkg-deb", "-f", str(deb), "Package", "Version"], capture_output=True, text=True,
-                         check=True).stdout
-    f = dict(ln.split(": ", 1) for ln in out.splitlines() if ": " in ln)
-    return f["Package"], f["Version"]
+def deb_name(package, version, deb):
+    """Whether `deb` is apt-get download's file of that package version (name_version_arch.deb,
+    an epoch's ':' written %3a)."""
+    return deb.name.startswith(f"{package}_{version.replace(':', '%3a')}_") and deb.name.endswith(".deb")
 
 
 def download(kernel, log):
     """Fetches the four packages into the cache with `apt-get download`, unless they are there."""
     debs = cache_dir() / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    have = {}
-    for deb in debs.glob("*.deb"):
-        try:
-            have[deb_fields(deb)] = deb
-        except (subprocess.CalledProcessError, KeyError):
-            continue
-    missing = [p for p in kernel.packages if (p, kernel.version) not in have]
+    present = sorted(debs.glob("*.deb"))
+    missing = [p for p in kernel.packages if not any(deb_name(p, kernel.version, d) for d in present)]
     if missing:
         log(f"vmfrag: downloading {', '.join(missing)} {kernel.version}")
         tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=debs))
@@ -545,15 +542,17 @@ def download(kernel, log):
                 raise KernelError(f"cannot download Linux {kernel.abi} ({kernel.version}) from the archive: {why}. "
                                   "Debian drops superseded kernels; run 'apt-get update' for the current one, "
                                   f"or put the .deb files in {debs}")
-            for deb in tmp.glob("*.deb"):
-                key = deb_fields(deb)
+            for deb in tmp.glob("*.deb"):  # whole files only: a killed download never lands in debs/
                 os.replace(deb, debs / deb.name)
-                have[key] = debs / deb.name
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    kernel.debs = {p: have[(p, kernel.version)] for p in kernel.packages if (p, kernel.version) in have}
-    if len(kernel.debs) != len(kernel.packages):
-        raise KernelError(f"apt-get download did not deliver {sorted(set(kernel.packages) - set(kernel.debs))}")
+        present = sorted(debs.glob("*.deb"))
+    kernel.debs = {}
+    for p in kernel.packages:
+        found = [d for d in present if deb_name(p, kernel.version, d)]
+        if not found:
+            raise KernelError(f"apt-get download did not deliver {p} {kernel.version}")
+        kernel.debs[p] = found[0]
 
 
 def unpack(kernel, log):
