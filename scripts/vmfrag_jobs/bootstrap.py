@@ -12,10 +12,15 @@ import sys
 # Libraries: GoogleTest/GoogleMock, Google Benchmark, Boost (Boost.Container), nlohmann/json (results
 # JSON), CLI11 (the C++ command line).
 # Python side (Debian's /usr/bin/python3 only): pytest, jinja2, rich.
+# Kernel replay (kernel/, `kernel-replay`, `confirm`): QEMU, a static busybox and cpio for the guest;
+# make, gcc-12 (the compiler of Debian 12's kernels), dwarves (pahole: 6.12's modules get BTF) and
+# the libraries linux-kbuild's tools link (libelf1, libssl3) to build the module. The kernels
+# themselves are never installed: kernel_job.py fetches them with apt-get download.
 PACKAGES = [
     "meson", "ninja-build", "pkg-config", "g++", "clang", "libclang-rt-14-dev",
     "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "nlohmann-json3-dev", "libcli11-dev",
     "python3-pytest", "python3-jinja2", "python3-rich",
+    "qemu-system-x86", "busybox-static", "cpio", "make", "gcc-12", "dwarves", "libelf1", "libssl3",
 ]
 # The report's browser test (scripts/tests/test_report_browser.py) installs these itself when it
 # runs, through ensure_packages, so that jobs which never open a browser do not pull in Chromium.

@@ -715,17 +715,24 @@ def guest_timeout(trace):
     return 120 + len(trace.ops) // 200  # TCG: 5-8 s to boot, well under 1 ms per op
 
 
-def run_kernel(trace, series, smp, log=print, qemu=None):
-    """fetch + build + boot + parse: the replay JSON of the trace on Linux `series`."""
+def guest_run(kernel, ko, trace, smp, qemu=None):
+    """Boots the guest and reads the module's answers: (KernelRun, boot seconds). Raises
+    KernelError when QEMU fails, the module does not load or its output is missing or short."""
+    text, boot_s, rc = boot(kernel, ko, trace, smp, guest_timeout(trace), qemu)
+    if rc != 0:
+        raise KernelError(f"qemu-system-x86_64 exited with {rc}; the console ends with:\n" + _tail(text))
+    return parse_console(text, trace), boot_s
+
+
+def run_kernel(trace, series, smp, log=print):
+    """fetch + build + boot + parse: the replay JSON of the trace on Linux `series`, and the
+    kernel's outcome of each `a` op (for `compare`)."""
     t0 = time.monotonic()
     kernel = fetch_kernel(series, log)
     t1 = time.monotonic()
     ko = build_module(kernel, log)
     t2 = time.monotonic()
-    text, boot_s, rc = boot(kernel, ko, trace, smp, guest_timeout(trace), qemu)
-    if rc != 0:
-        raise KernelError(f"qemu-system-x86_64 exited with {rc}; the console ends with:\n" + _tail(text))
-    run = parse_console(text, trace)
+    run, boot_s = guest_run(kernel, ko, trace, smp)
     meta = {"series": series, "package_version": kernel.version, "abi": kernel.abi, "smp": smp,
             "memory": GUEST_MEMORY, "packages": {p: d.name for p, d in kernel.debs.items()},
             "seconds": {"fetch": round(t1 - t0, 3), "module_build": round(t2 - t1, 3), "boot": round(boot_s, 3)}}
@@ -822,6 +829,8 @@ def _prepare_and_check(args):
     """Packages and the release build, then the C++ replay of the trace (whose reader is the
     judge of the trace's text), then this command's own refusals."""
     from .cli import prepare
+    if args.trace == "-":
+        raise TraceError(f"vmfrag: error: {args.command} needs a trace file, not standard input")
     prepare(("release",))
     rc, cxx, steps, err = vmfrag_replay(args.trace)
     if cxx is None:
@@ -868,7 +877,7 @@ def cmd_confirm(args):
                          "smp": k["smp"], "lazy_max_pages": k["lazy_max_pages"]},
               "ops": len(trace.ops), "allocations_compared": compared, "identical_before_difference": same,
               "identical": diff is None, "first_difference": diff,
-              "vmfrag_divergence": cxx["divergence"], "notes": k["notes"]}
+              "vmfrag_divergence": cxx["divergence"], "notes": k["notes"], "kernel_replay": result}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
