@@ -246,8 +246,14 @@ def test_lazy_threshold_crossed_by_pages_from_outside_the_window_is_noted(tmp_pa
 
 # --- comparison --------------------------------------------------------------------------------------
 
-def steps_of(results):
-    return [{"op": i, "result": r[0], "offset": r[1]} for i, r in enumerate(results)]
+def steps_of(results, lazy=None):
+    return [{"op": i, "result": r[0], "offset": r[1], "lazy_bytes": (lazy or [0] * len(results))[i]}
+            for i, r in enumerate(results)]
+
+
+def ksteps(outcomes, lazy=None):
+    return [{"outcome": o, "lazy_bytes": (lazy or [0] * len(outcomes))[i], "lazy_nr": 7}
+            for i, o in enumerate(outcomes)]
 
 
 @pytest.mark.parametrize("vm,kernel,kind", [
@@ -260,7 +266,7 @@ def steps_of(results):
 def test_compare_reports_the_first_difference_with_both_outcomes(tmp_path, vm, kernel, kind):
     t = kj.read_trace(trace_file(tmp_path, "vmtrace 1\nregion 1M\na 1 4K\na 2 12K 32K\na 3 4K\n"))
     steps = steps_of([("ok", 0), vm, ("ok", 0x20000)])
-    d = kj.compare(t, steps, {0: ("ok", 0), 1: kernel, 2: ("ok", 0x30000)})
+    d = kj.compare(t, steps, ksteps([("ok", 0), kernel, ("ok", 0x30000)]))
     assert (d["op"], d["line"], d["text"], d["kind"]) == (1, 4, "a 2 12K 32K", kind)
     assert d["vmfrag"] == kj.outcome_dict(("ok", vm[1]) if vm[0] == "ok" else ("fail", vm[0]))
     assert d["kernel"] == kj.outcome_dict(kernel)
@@ -268,9 +274,22 @@ def test_compare_reports_the_first_difference_with_both_outcomes(tmp_path, vm, k
 
 def test_compare_identical_and_page_aligned_placement_difference(tmp_path):
     t = kj.read_trace(trace_file(tmp_path, "vmtrace 1\nregion 1M\na 1 4K\nf 1\na 2 4K\n"))
-    steps = steps_of([("ok", 0), ("ok", 0), ("ok", 8192)])
-    assert kj.compare(t, steps, {0: ("ok", 0), 2: ("ok", 8192)}) is None
-    assert kj.compare(t, steps, {0: ("ok", 0), 2: ("ok", 0)})["kind"] == "placement"
+    steps = steps_of([("ok", 0), ("ok", 0), ("ok", 8192)], lazy=[0, 8192, 8192])
+    assert kj.compare(t, steps, ksteps([("ok", 0), None, ("ok", 8192)], lazy=[0, 8192, 8192])) is None
+    d = kj.compare(t, steps, ksteps([("ok", 0), None, ("ok", 0)], lazy=[0, 8192, 8192]))
+    assert d["kind"] == "placement" and d["op"] == 2
+
+
+def test_compare_finds_a_purge_at_another_op_before_the_placement_it_moves(tmp_path):
+    t = kj.read_trace(trace_file(tmp_path, "vmtrace 1\nregion 1M\na 1 4K\nf 1\na 2 4K\n"))
+    steps = steps_of([("ok", 0), ("ok", 0), ("ok", 8192)], lazy=[0, 8192, 8192])
+    d = kj.compare(t, steps, ksteps([("ok", 0), None, ("ok", 0)], lazy=[0, 0, 0]))
+    assert (d["op"], d["kind"]) == (1, "purge-timing")
+    assert d["vmfrag"]["lazy_bytes"] == 8192 and d["kernel"]["lazy_bytes"] == 0
+    assert "lazily held" in kj.describe(d["kernel"])
+    late = kj.compare(t, steps_of([("ok", 0), ("ok", 0), ("ok", 0)], lazy=[0, 0, 0]),
+                      ksteps([("ok", 0), None, ("ok", 8192)], lazy=[0, 8192, 8192]))
+    assert late["kind"] == "purge-timing-late"
 
 
 # --- a guest that cannot run: no QEMU needed ------------------------------------------------------------
@@ -351,3 +370,10 @@ def test_a_module_that_cannot_load_fails_loudly_on_a_real_guest(tmp_path):
     bad.write_bytes(b"not a module")
     with pytest.raises(kj.KernelError, match="the module did not load"):
         kj.guest_run(kernel, bad, t, 1)
+
+
+def test_help_lists_kernel_replay_and_confirm(repo):
+    r = subprocess.run([str(repo / "scripts" / "vmfrag"), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "kernel-replay" in r.stdout and "confirm" in r.stdout
+    r = subprocess.run([str(repo / "scripts" / "vmfrag"), "confirm", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--kernel {6.1,6.12}" in r.stdout and "1 to 8" in r.stdout

@@ -326,8 +326,9 @@ def classify_failure(model, op, guard, avail_pages):
     return "unexplained"
 
 
-def kernel_result(trace, run, meta, maps=MAPS):
-    """The replay JSON (`replay --json`'s schema) of a kernel run, plus a `kernel` object."""
+def kernel_result(trace, run, meta, maps=MAPS, window_lazy=None):
+    """The replay JSON (`replay --json`'s schema) of a kernel run, plus a `kernel` object.
+    `window_lazy`, when a list, receives the window's lazily held bytes after each op."""
     model = WindowModel(trace.region)
     guard = trace.guard
     start_of, live_bytes, peak = {}, {}, 0
@@ -410,6 +411,8 @@ def kernel_result(trace, run, meta, maps=MAPS):
         if out.lazy_nr is not None:
             max_outside = max(max_outside, out.lazy_nr - model.stats()["lazy_bytes"] // PAGE)
         lazy_prev = out.lazy_nr
+        if window_lazy is not None:
+            window_lazy.append(model.stats()["lazy_bytes"])
         peak = max(peak, sum(live_bytes.values()))
     st = model.stats()
     live = sum(live_bytes.values())
@@ -568,9 +571,8 @@ def unpack(kernel, log):
     if (root / ".complete").exists():
         return
     log(f"vmfrag: unpacking Linux {kernel.abi} into {root}")
-    partial = root.with_name(root.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
         for package, deb in kernel.debs.items():
             if package.startswith("linux-image-"):
@@ -585,8 +587,13 @@ def unpack(kernel, log):
                 if r.returncode != 0:
                     raise KernelError(f"cannot unpack {deb.name}: {r.stderr.strip()}")
         (partial / ".complete").write_text(kernel.version + "\n")
-        shutil.rmtree(root, ignore_errors=True)
-        os.replace(partial, root)
+        if root.exists() and not (root / ".complete").exists():
+            shutil.rmtree(root)  # left by a run that died while replacing it
+        try:
+            os.rename(partial, root)
+        except OSError:
+            if not (root / ".complete").exists():  # another run unpacked it meanwhile: use theirs
+                raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
 
@@ -628,17 +635,24 @@ def build_module(kernel, log=print):
     wanted = f"include {kernel.root}/usr/src/{common.group(2)}/Makefile\n"
     if text != wanted:
         write_atomically(hdr_makefile, wanted)
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    for name, data in sources.items():
-        (out / name).write_bytes(data)
-    log(f"vmfrag: building the module for {kernel.abi}")
-    env = {k: v for k, v in os.environ.items() if k not in ("ARCH", "CROSS_COMPILE", "KBUILD_OUTPUT", "MAKEFLAGS")}
-    r = subprocess.run(["make", "-s", "-C", str(kernel.headers_dir), f"M={out}", "modules"],
-                       capture_output=True, text=True, env=env)
-    if r.returncode != 0 or not ko.exists():
-        raise KernelError(f"building the module for {kernel.abi} failed:\n{_tail(r.stdout + r.stderr, 25)}")
-    (out / ".sources").write_text(stamp_text)
+    # Built in a directory of its own, then the .ko and its stamp replace the old ones: runs that
+    # build at the same time never see a half-written module.
+    tmp = Path(tempfile.mkdtemp(prefix=".module.", dir=kernel.root))
+    try:
+        for name, data in sources.items():
+            (tmp / name).write_bytes(data)
+        log(f"vmfrag: building the module for {kernel.abi}")
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("ARCH", "CROSS_COMPILE", "KBUILD_OUTPUT", "MAKEFLAGS")}
+        r = subprocess.run(["make", "-s", "-C", str(kernel.headers_dir), f"M={tmp}", "modules"],
+                           capture_output=True, text=True, env=env)
+        if r.returncode != 0 or not (tmp / ko.name).exists():
+            raise KernelError(f"building the module for {kernel.abi} failed:\n{_tail(r.stdout + r.stderr, 25)}")
+        out.mkdir(exist_ok=True)
+        write_atomically(ko, (tmp / ko.name).read_bytes())
+        write_atomically(out / ".sources", stamp_text)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return ko
 
 
@@ -741,8 +755,9 @@ def run_kernel(trace, series, smp, log=print):
     meta = {"series": series, "package_version": kernel.version, "abi": kernel.abi, "smp": smp,
             "memory": GUEST_MEMORY, "packages": {p: d.name for p, d in kernel.debs.items()},
             "seconds": {"fetch": round(t1 - t0, 3), "module_build": round(t2 - t1, 3), "boot": round(boot_s, 3)}}
-    result = kernel_result(trace, run, meta)
-    return result, kernel_steps(trace, run, result)
+    window_lazy = []
+    result = kernel_result(trace, run, meta, window_lazy=window_lazy)
+    return result, kernel_steps(trace, run, result, window_lazy)
 
 
 # --- comparison with vmfrag ------------------------------------------------------------------------
@@ -760,35 +775,53 @@ def vmfrag_replay(trace_path):
         return r.returncode, json.loads(r.stdout), steps, r.stderr
 
 
-def kernel_steps(trace, run, result):
-    """Per `a` op index, the kernel's outcome: ('ok', offset) or ('fail', kind)."""
+def kernel_steps(trace, run, result, window_lazy):
+    """Per op, what `compare` needs: the outcome of an `a` (('ok', offset) or ('fail', kind),
+    None for f and p), the window's lazily held bytes and the kernel's lazy counter after it."""
     failed = {f["op"]: f["kind"] for f in result["failures"]}
-    return {op.index: ("ok", out.value) if out.status == "ok" else ("fail", failed[op.index])
-            for op, out in zip(trace.ops, run.outcomes) if op.kind == "a"}
+    steps = []
+    for op, out, lazy in zip(trace.ops, run.outcomes, window_lazy):
+        outcome = None
+        if op.kind == "a":
+            outcome = ("ok", out.value) if out.status == "ok" else ("fail", failed[op.index])
+        steps.append({"outcome": outcome, "lazy_bytes": lazy, "lazy_nr": out.lazy_nr})
+    return steps
 
 
 def compare(trace, steps, kernel_steps):
-    """Op by op over the `a` ops: None when identical, else the first difference as a dict with
-    both outcomes and its kind."""
+    """Op by op: None when identical, else the first difference as a dict with both outcomes and
+    its kind. Compared: each `a`'s placement or failure, and after every op the bytes lazily held
+    in the window (a purge at another op than vmfrag's is a difference of its own kind, the root
+    of any placement difference that follows)."""
     by_op = {s["op"]: s for s in steps}
     for op in trace.ops:
-        if op.kind != "a" or op.index not in by_op:  # vmfrag stops at a divergence from its model
+        if op.index not in by_op:  # vmfrag stops at a divergence from its model
             continue
         v, k = by_op[op.index], kernel_steps[op.index]
-        vm = ("ok", v["offset"]) if v["result"] == "ok" else ("fail", v["result"])
-        if vm == k:
-            continue
-        if vm[0] == "ok" and k[0] == "ok":
-            kind = "alignment-search" if op.align > PAGE and k[1] > vm[1] else "placement"
-        elif vm[0] == "ok":
-            kind = "alignment-search" if k[1] == "alignment-search-miss" else "kernel-failed"
-        elif k[0] == "ok":
-            kind = "kernel-placed"
-        else:
-            kind = "failure-kind"
-        return {"op": op.index, "line": op.line, "text": op.text, "kind": kind,
-                "vmfrag": outcome_dict(vm), "kernel": outcome_dict(k)}
+        if op.kind == "a":
+            vm = ("ok", v["offset"]) if v["result"] == "ok" else ("fail", v["result"])
+            if vm != k["outcome"]:
+                return _difference(op, vm, k["outcome"])
+        if v["lazy_bytes"] != k["lazy_bytes"]:
+            earlier = k["lazy_bytes"] < v["lazy_bytes"]
+            return {"op": op.index, "line": op.line, "text": op.text,
+                    "kind": "purge-timing" if earlier else "purge-timing-late",
+                    "vmfrag": {"result": "ok", "lazy_bytes": v["lazy_bytes"]},
+                    "kernel": {"result": "ok", "lazy_bytes": k["lazy_bytes"], "lazy_counter_pages": k["lazy_nr"]}}
     return None
+
+
+def _difference(op, vm, k):
+    if vm[0] == "ok" and k[0] == "ok":
+        kind = "alignment-search" if op.align > PAGE and k[1] > vm[1] else "placement"
+    elif vm[0] == "ok":
+        kind = "alignment-search" if k[1] == "alignment-search-miss" else "kernel-failed"
+    elif k[0] == "ok":
+        kind = "kernel-placed"
+    else:
+        kind = "failure-kind"
+    return {"op": op.index, "line": op.line, "text": op.text, "kind": kind,
+            "vmfrag": outcome_dict(vm), "kernel": outcome_dict(k)}
 
 
 def outcome_dict(o):
@@ -796,6 +829,9 @@ def outcome_dict(o):
 
 
 def describe(o):
+    if "lazy_bytes" in o:
+        counter = f" (its lazy counter: {o['lazy_counter_pages']} pages)" if o.get("lazy_counter_pages") is not None else ""
+        return f"{o['lazy_bytes']} bytes of the window lazily held{counter}"
     return f"placed at {o['offset']:#x}" if o["result"] == "ok" else f"failed: {o['result']}"
 
 
@@ -805,6 +841,9 @@ EXPLAIN = {
     "kernel-failed": "only the kernel failed",
     "kernel-placed": "only vmfrag failed",
     "failure-kind": "both failed, for different reasons",
+    "purge-timing": "the kernel purged earlier: its lazy counter counts every page vfree'd in the system "
+                    "(a large area's page array lives outside the window), not only the window's",
+    "purge-timing-late": "the kernel purged later than vmfrag (its lazy threshold is fls(CPUs) x 8192 pages)",
 }
 
 
@@ -852,7 +891,7 @@ def cmd_kernel_replay(args):
     else:
         print(summary_line(result))
         for f in result["failures"]:
-            print(f"  op {f['op']} (line {f['line']}): a {f['id']} {f['size']} {f['align']}: {f['kind']}")
+            print(f"  op {f['op']} (line {f['line']}: {trace.ops[f['op']].text}): {f['kind']}")
         for n in result["kernel"]["notes"]:
             print(f"  note: {n['note']}" + (f" (op {n['op']}, line {n['line']})" if n["op"] is not None else ""))
     return 0
