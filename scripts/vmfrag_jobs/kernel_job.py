@@ -16,6 +16,7 @@ the window model still holds an aligned fit is the kernel's own kind: `alignment
 (alignment above a page: the kernel looks for size + align - 1 bytes), `no-physical-memory` (fewer
 pages available than the area needs) or `unexplained`.
 """
+import bisect
 import json
 import os
 import re
@@ -257,41 +258,63 @@ def parse_console(text, trace):
 class WindowModel:
     """The window's address space as the kernel's answers imply it: live areas at the offsets the
     kernel gave, areas freed since the last purge held lazily. Not an allocator: it never chooses
-    an offset, it records the kernel's and checks that they do not overlap."""
+    an offset, it records the kernel's and checks that they do not overlap. Busy ranges (live and
+    lazy) never overlap one another and `order` keeps their starts sorted, so a placement is
+    checked against its neighbours only; free extents are walked only at failures."""
 
     def __init__(self, region):
         self.region = region
         self.live = {}   # start -> need
         self.lazy = {}   # start -> need
+        self.order = []  # starts of live and lazy ranges, ascending
+        self.lazy_bytes = 0
 
     def busy(self):
-        return sorted([(s, n, "busy") for s, n in self.live.items()]
-                      + [(s, n, "lazy") for s, n in self.lazy.items()])
+        return [(s, self.live[s], "busy") if s in self.live else (s, self.lazy[s], "lazy") for s in self.order]
 
     def free_extents(self):
         out, at = [], 0
         for s, n, _ in self.busy():
             if s > at:
                 out.append((at, s - at))
-            at = max(at, s + n)
+            at = s + n
         if at < self.region:
             out.append((at, self.region - at))
         return out
 
-    def overlaps(self, start, need, table):
-        return [s for s, n in table.items() if s < start + need and start < s + n]
+    def overlapping(self, start, need):
+        """Starts of the busy ranges that overlap [start, start + need)."""
+        found, j = [], bisect.bisect_left(self.order, start + need) - 1
+        while j >= 0:
+            s = self.order[j]
+            if s + self.live.get(s, self.lazy.get(s, 0)) <= start:
+                break
+            found.append(s)
+            j -= 1
+        return found
 
     def place(self, start, need):
-        if start + need > self.region or self.overlaps(start, need, self.live):
+        """Records the kernel's area; ranges still lazy under it mean the kernel purged (True)."""
+        hit = self.overlapping(start, need)
+        if start + need > self.region or any(s in self.live for s in hit):
             raise KernelError(f"the kernel placed an area of {need} bytes at window offset {start:#x}, "
                               "which the window model holds live or outside the window")
+        purged = bool(hit)
+        if purged:
+            self.purge()
         self.live[start] = need
+        bisect.insort(self.order, start)
+        return purged
 
     def free(self, start):
         self.lazy[start] = self.live.pop(start)
+        self.lazy_bytes += self.lazy[start]
 
     def purge(self):
-        self.lazy.clear()
+        if self.lazy:
+            self.order = [s for s in self.order if s in self.live]
+            self.lazy.clear()
+            self.lazy_bytes = 0
 
     def fits(self, need, align):
         """Whether an aligned run of `need` bytes is free (vmfrag's exact rule)."""
@@ -306,7 +329,7 @@ class WindowModel:
         free_bytes = sum(n for _, n in free)
         largest = max((n for _, n in free), default=0)
         return {"free_bytes": free_bytes, "largest_free_bytes": largest, "free_extents": len(free),
-                "lazy_bytes": sum(self.lazy.values())}
+                "lazy_bytes": self.lazy_bytes}
 
     def address_map(self):
         runs = [(s, n, "free") for s, n in self.free_extents()] + self.busy()
@@ -348,10 +371,8 @@ def kernel_result(trace, run, meta, maps=MAPS, window_lazy=None):
                 if need is None:
                     raise KernelError(f"the kernel accepted op {op.index} (line {op.line}: {op.text}), "
                                       "whose size vmfrag refuses")
-                if model.overlaps(out.value, need, model.lazy):
-                    model.purge()  # the lazy ranges are reused: the kernel purged
+                if model.place(out.value, need):  # lazy ranges reused: the kernel purged
                     purges_seen += 1
-                model.place(out.value, need)
                 start_of[op.id] = out.value
                 live_bytes[op.id] = need - guard * PAGE
                 placements[str(op.id)] = out.value
@@ -384,7 +405,7 @@ def kernel_result(trace, run, meta, maps=MAPS, window_lazy=None):
                 model.free(start)
                 live_bytes.pop(op.id)
                 frees += 1
-                own_lazy = model.stats()["lazy_bytes"] // PAGE
+                own_lazy = model.lazy_bytes // PAGE
                 if trace.lazy == 0:
                     purged = True  # the module purges after every free
                 elif out.lazy_nr is None or lazy_prev is None:
@@ -409,10 +430,10 @@ def kernel_result(trace, run, meta, maps=MAPS, window_lazy=None):
             model.purge()
             purges_seen += 1
         if out.lazy_nr is not None:
-            max_outside = max(max_outside, out.lazy_nr - model.stats()["lazy_bytes"] // PAGE)
+            max_outside = max(max_outside, out.lazy_nr - model.lazy_bytes // PAGE)
         lazy_prev = out.lazy_nr
         if window_lazy is not None:
-            window_lazy.append(model.stats()["lazy_bytes"])
+            window_lazy.append(model.lazy_bytes)
         peak = max(peak, sum(live_bytes.values()))
     st = model.stats()
     live = sum(live_bytes.values())
