@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import bootstrap, build, paths
+from . import paths
 
 PAGE = 4096
 U64_LIMIT = 1 << 64
@@ -354,7 +354,7 @@ def kernel_result(trace, run, meta, maps=MAPS, window_lazy=None):
     `window_lazy`, when a list, receives the window's lazily held bytes after each op."""
     model = WindowModel(trace.region)
     guard = trace.guard
-    start_of, live_bytes, peak = {}, {}, 0
+    start_of, live_bytes, live, peak = {}, {}, 0, 0
     placements, failures, by_kind, notes = {}, [], {}, []
     allocs = attempts = frees = frees_of_failed = purges = purges_seen = 0
     lazy_prev = run.lazy_start
@@ -375,6 +375,7 @@ def kernel_result(trace, run, meta, maps=MAPS, window_lazy=None):
                     purges_seen += 1
                 start_of[op.id] = out.value
                 live_bytes[op.id] = need - guard * PAGE
+                live += live_bytes[op.id]
                 placements[str(op.id)] = out.value
                 allocs += 1
             else:
@@ -403,7 +404,7 @@ def kernel_result(trace, run, meta, maps=MAPS, window_lazy=None):
                 start = start_of.pop(op.id)
                 freed_pages = model.live[start] // PAGE
                 model.free(start)
-                live_bytes.pop(op.id)
+                live -= live_bytes.pop(op.id)
                 frees += 1
                 own_lazy = model.lazy_bytes // PAGE
                 if trace.lazy == 0:
@@ -434,9 +435,8 @@ def kernel_result(trace, run, meta, maps=MAPS, window_lazy=None):
         lazy_prev = out.lazy_nr
         if window_lazy is not None:
             window_lazy.append(model.lazy_bytes)
-        peak = max(peak, sum(live_bytes.values()))
+        peak = max(peak, live)
     st = model.stats()
-    live = sum(live_bytes.values())
     final = {"free_bytes": st["free_bytes"], "largest_free_bytes": st["largest_free_bytes"],
              "free_extents": st["free_extents"], "lazy_bytes": st["lazy_bytes"], "live_bytes": live,
              "live_areas": len(live_bytes), "purges": purges_seen,
