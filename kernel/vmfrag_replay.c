@@ -34,7 +34,8 @@
  * Why the steps are ordered so:
  * - Every buffer (the input, the slots, the results) is allocated before the replay and freed
  *   only when the module is removed, so the only vmalloc traffic during the replay is the trace's
- *   own and nothing of ours adds to the lazy counter.
+ *   own (with the page arrays of its areas above 2 MiB, which the kernel vmallocs outside the
+ *   window) and nothing of ours adds to the lazy counter.
  * - vfree() schedules the lazy purge on a workqueue when the counter exceeds lazy_max_pages();
  *   the replay waits for that work after each free (flush_work(&drain_vmap_work)), so a purge the
  *   kernel decided on has happened before the next op, the same in every run.
