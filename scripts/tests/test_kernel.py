@@ -315,6 +315,20 @@ def test_a_guest_that_prints_nothing_or_no_module_fails_loudly(tmp_path, monkeyp
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []  # the run's directory is gone
 
 
+def test_a_guest_that_never_powers_off_is_killed_at_the_timeout(tmp_path, monkeypatch):
+    monkeypatch.setattr(kj, "cache_dir", lambda: tmp_path / "cache")
+    t = kj.read_trace(trace_file(tmp_path, "vmtrace 1\nregion 64K\na 1 4K\n"))
+    ko = tmp_path / "m.ko"
+    ko.write_bytes(b"\x7fELF")
+    marker = tmp_path / "still-running"
+    hung = ["sh", "-c", f"echo booting; sleep 2; touch {marker}"]
+    with pytest.raises(kj.KernelError, match="did not power off within 1 s"):
+        kj.boot(fake_kernel(tmp_path), ko, t, 1, timeout=1, qemu=lambda kernel, initrd, smp: hung)
+    subprocess.run(["sleep", "2"])
+    assert not marker.exists()  # killed, not left behind
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
 def test_the_initramfs_holds_init_busybox_the_module_and_the_ops(tmp_path):
     t = kj.read_trace(trace_file(tmp_path, "vmtrace 1\nregion 64K\na 1 4K\n"))
     ko = tmp_path / "m.ko"
