@@ -21,11 +21,16 @@ def progress(message):
 # Benchmarks: libbenchmark-tools is Google Benchmark's compare.py (/usr/share/benchmark/compare.py,
 # U test between two `scripts/vmfrag bench` JSON files); it imports scipy and numpy but its Debian
 # package does not depend on them.
+# Kernel replay (kernel/, `kernel-replay`, `confirm`): QEMU, a static busybox and cpio for the guest;
+# make, gcc-12 (the compiler of Debian 12's kernels), dwarves (pahole: 6.12's modules get BTF) and
+# the libraries linux-kbuild's tools link (libelf1, libssl3) to build the module. The kernels
+# themselves are never installed: kernel_job.py fetches them with apt-get download.
 PACKAGES = [
     "meson", "ninja-build", "pkg-config", "g++", "clang", "libclang-rt-14-dev",
     "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "nlohmann-json3-dev", "libcli11-dev",
     "python3-pytest", "python3-jinja2", "python3-rich",
     "libbenchmark-tools", "python3-scipy", "python3-numpy",
+    "qemu-system-x86", "busybox-static", "cpio", "make", "gcc-12", "dwarves", "libelf1", "libssl3",
 ]
 # The report's browser test (scripts/tests/test_report_browser.py) installs these itself when it
 # runs, through ensure_packages, so that jobs which never open a browser do not pull in Chromium.

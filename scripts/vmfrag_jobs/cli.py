@@ -1,6 +1,6 @@
 """argparse front end of scripts/vmfrag.
 
-Its own commands (setup, test, ci) validate every option before installing or building anything.
+Its own commands (setup, test, ci, kernel-replay, confirm) validate every option before installing or building anything.
 The harness commands (replay, gen, minimize, import-*, workloads) belong to the C++ `vmfrag`
 binary: after building it, the script hands it the arguments exactly as given, in any order,
 `--help` included. Ctrl-C ends any command with one line and exit 130.
@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from . import bootstrap, build, paths, testing
+from . import bootstrap, build, kernel_job, paths, testing
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -130,6 +130,7 @@ def parser():
 
     from . import report
     report.add_report_parser(sub)
+    kernel_job.add_kernel_parsers(sub, bounded_int)
 
     s = sub.add_parser("bench", help="the Google Benchmark suites (bench/): JSON, summary beside issue 12's goals")
     s.add_argument("--quick", action="store_true", help="small sizes and short runs (under a minute)")
@@ -153,9 +154,12 @@ def main(argv):
             forward(argv[0], argv[1:])
         args = parser().parse_args(argv)
         return args.func(args)
-    except (bootstrap.BootstrapError, build.BuildError) as e:
+    except (bootstrap.BootstrapError, build.BuildError, kernel_job.KernelError) as e:
         print(f"vmfrag: error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except kernel_job.TraceError as e:
+        print(e, file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("vmfrag: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
