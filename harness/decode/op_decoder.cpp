@@ -2,7 +2,9 @@
 
 #include <array>
 #include <ostream>
+#include <algorithm>
 #include <string>
+#include <unordered_map>
 
 #include "allocator/core/assert.h"
 #include "harness/trace/trace_writer.h"
@@ -201,6 +203,44 @@ std::optional<std::vector<std::uint8_t>> encode_input(const TraceHeader& header,
     out.push_back(*sel);
     out.push_back((*xy)[0]);
     out.push_back((*xy)[1]);
+  }
+  return out;
+}
+
+DecodedInput clamp_to_config(const TraceHeader& header, const std::vector<Op>& ops, const DecodeConfig& c) {
+  DecodedInput out;
+  out.header = header;
+  std::unordered_map<std::uint64_t, std::uint64_t> renamed;  // live id in `ops` -> id in the output
+  std::uint64_t next_id = 0;
+  for (const Op& op : ops) {
+    if (out.ops.size() == c.max_ops) break;
+    if (op.kind == OpKind::kFree) {
+      auto it = renamed.find(op.id);
+      if (it == renamed.end()) continue;
+      out.ops.push_back(Op{OpKind::kFree, it->second, 0, kPageSize});
+      renamed.erase(it);
+      continue;
+    }
+    if (c.kinds.find(static_cast<char>(op.kind)) == std::string::npos) continue;
+    if (op.kind == OpKind::kPurge) {
+      out.ops.push_back(Op{});
+      continue;
+    }
+    Op o = op;
+    o.align = kPageSize;
+    if (o.kind == OpKind::kAlloc) {
+      const std::uint64_t pages = std::clamp<std::uint64_t>(op.size / kPageSize + (op.size % kPageSize != 0), c.min_pages, c.max_pages);
+      o.size = pages * kPageSize;
+    } else if (o.kind == OpKind::kKmalloc) {
+      o.size = kPageSize * std::clamp<std::uint64_t>(op.size / kPageSize + (op.size % kPageSize != 0), 1, 128);
+    } else if (o.kind == OpKind::kMapRam) {
+      o.size = std::clamp<std::uint64_t>(op.size, 1, 96);
+    } else if (o.kind == OpKind::kHuge) {
+      o.size = std::clamp<std::uint64_t>(op.size / (512 * kKiB), 1, 6) * 512 * kKiB;
+    }
+    o.id = next_id++;
+    renamed[op.id] = o.id;
+    out.ops.push_back(o);
   }
   return out;
 }

@@ -98,6 +98,14 @@ struct DecodedInput {
                                                                     const std::vector<Op>& ops,
                                                                     const DecodeConfig& config);
 
+// Makes any trace expressible in `config` (for seeds from workloads): the header becomes `header`
+// (which must be one the config can produce), `a` sizes are clamped to [min_pages, max_pages]
+// whole pages at page alignment, ops of kinds outside the table are dropped with their frees, ids
+// are renumbered in order of allocation, and at most max_ops ops are kept (then frees of ids
+// allocated beyond the cut are dropped too). The result always encodes. Cost O(ops log ops).
+[[nodiscard]] DecodedInput clamp_to_config(const TraceHeader& header, const std::vector<Op>& ops,
+                                           const DecodeConfig& config);
+
 // Writes the decoded input as a canonical vmtrace: `# comment` lines first (one per line of
 // `comment`, when not empty), misuse actions as `# misuse: ...` comments at their place.
 // Preconditions: as TraceWriter's (always true for decode_input's output). Returns the stream's state.

@@ -1,0 +1,16 @@
+// libFuzzer target: decoded ops (every kind, header from the input, backing memfd) on the real
+// Vmalloc beside ReferenceVmalloc, compared after every op, check() after every op, and misuse
+// issued on purpose (harness/replay/ops_check.h). Any disagreement aborts with the op index.
+#include <cinttypes>
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/core/assert.h"
+#include "harness/replay/ops_check.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static const vmfrag::DecodeConfig config = vmfrag::ops_decode_config();
+  const vmfrag::OpsCheckResult r = vmfrag::run_ops_check(vmfrag::decode_input({data, size}, config));
+  VMF_CHECK(r.ok(), "fuzz_ops: op %" PRIu64 ": %s", r.op, r.problem.c_str());
+  return 0;
+}
