@@ -3,6 +3,8 @@
 //
 //   vmfrag-fuzz-input decode TARGET INPUT -o OUT.vmtrace   any bytes -> the trace the target runs
 //   vmfrag-fuzz-input encode TARGET TRACE -o OUT [--clamp] a trace -> bytes that decode to it
+//   vmfrag-fuzz-input minimize frag_hunt TRACE -o OUT      a finding -> the smallest trace that still
+//                                                          fails with its kind at or below its severity
 //
 // TARGET is frag_hunt or ops (their decode configs; trace_parser inputs are traces already).
 // --clamp first makes the trace expressible (clamp_to_config; for ops the header becomes
@@ -15,6 +17,8 @@
 #include <vector>
 
 #include "harness/decode/op_decoder.h"
+#include "harness/hunt/frag_hunt.h"
+#include "harness/minimize/minimizer.h"
 #include "harness/trace/input_error.h"
 #include "harness/trace/trace_reader.h"
 
@@ -41,8 +45,8 @@ int main(int argc, char** argv) {
       pos.push_back(args[i]);
     }
   }
-  if (pos.size() != 3 || out_path.empty() || (pos[0] != "decode" && pos[0] != "encode"))
-    return usage("usage: vmfrag-fuzz-input decode|encode TARGET INPUT -o OUT [--clamp]");
+  if (pos.size() != 3 || out_path.empty() || (pos[0] != "decode" && pos[0] != "encode" && pos[0] != "minimize"))
+    return usage("usage: vmfrag-fuzz-input decode|encode|minimize TARGET INPUT -o OUT [--clamp]");
   vmfrag::DecodeConfig config;
   if (pos[1] == "frag_hunt") {
     config = vmfrag::hunt_decode_config();
@@ -61,6 +65,30 @@ int main(int argc, char** argv) {
     std::ostringstream text;
     vmfrag::write_decoded_trace(text, decoded, "decoded from " + pos[2] + " (" + pos[1] + ")");
     output = text.str();
+  } else if (pos[0] == "minimize") {
+    std::istringstream text(bytes);
+    vmfrag::DecodedInput d;
+    try {
+      vmfrag::TraceReader reader(text, pos[2]);
+      for (vmfrag::Op op; reader.next(op);) d.ops.push_back(op);
+      d.header = reader.header();
+    } catch (const vmfrag::InputError& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return 2;
+    }
+    for (const vmfrag::Op& op : d.ops)
+      if (op.kind != vmfrag::OpKind::kAlloc && op.kind != vmfrag::OpKind::kFree && op.kind != vmfrag::OpKind::kPurge)
+        return usage(pos[2] + ": minimize takes a, f and p ops only");
+    const vmfrag::HuntRun run = vmfrag::run_hunt(d, {});
+    if (!run.finding) return usage(pos[2] + ": no allocation failure to keep");
+    const vmfrag::MinimizeResult r = vmfrag::minimize_trace(
+        d.header, d.ops, vmfrag::failure_with_severity(run.finding->kind, run.finding->severity));
+    const vmfrag::HuntRun after = vmfrag::run_hunt(vmfrag::DecodedInput{r.header, r.ops, {}}, {});
+    std::ostringstream out;
+    vmfrag::write_decoded_trace(out, vmfrag::DecodedInput{r.header, r.ops, {}},
+                                "minimised from " + pos[2] + " (" + std::to_string(r.original_ops) + " ops, " +
+                                    std::to_string(r.replays) + " replays)\n" + vmfrag::finding_comment(*after.finding));
+    output = out.str();
   } else {
     std::istringstream text(bytes);
     vmfrag::TraceHeader header;

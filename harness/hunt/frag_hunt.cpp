@@ -1,7 +1,7 @@
 #include "harness/hunt/frag_hunt.h"
 
 #include <algorithm>
-#include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -11,6 +11,7 @@
 
 #include "allocator/core/assert.h"
 #include "allocator/vspace/virtual_space.h"
+#include "harness/workloads/prng.h"
 
 namespace vmfrag {
 namespace {
@@ -122,15 +123,34 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters) {
 }
 
 void HuntProgress::note(const HuntRun& run) {
-  const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  if (start_ < 0) start_ = now;
   ++execs_;
   ops_ += run.ops;
   if (!run.finding || (best_ && run.finding->severity >= *best_)) return;
   best_ = run.finding->severity;
-  std::fprintf(stderr, "vmfrag-hunt: best %.6f kind %s execs %llu ops %llu seconds %.3f\n", *best_,
+  const double cpu = static_cast<double>(std::clock()) / CLOCKS_PER_SEC;
+  std::fprintf(stderr, "vmfrag-hunt: best %.6f kind %s execs %llu ops %llu cpu %.3f\n", *best_,
                std::string(failure_name(run.finding->kind)).c_str(), static_cast<unsigned long long>(execs_),
-               static_cast<unsigned long long>(ops_), now - start_);
+               static_cast<unsigned long long>(ops_), cpu);
+}
+
+DecodedInput blind_trace(std::uint64_t seed, std::uint64_t ops, unsigned free_percent) {
+  DecodedInput d;
+  d.header = hunt_decode_config().header;
+  Prng rng(seed);
+  std::vector<std::uint64_t> live;
+  std::uint64_t next_id = 0;
+  for (std::uint64_t i = 0; i < ops; ++i) {
+    if (!live.empty() && rng.below(100) < free_percent) {
+      const std::size_t k = static_cast<std::size_t>(rng.below(live.size()));
+      d.ops.push_back(Op{OpKind::kFree, live[k], 0, kPageSize});
+      live[k] = live.back();
+      live.pop_back();
+    } else {
+      d.ops.push_back(Op{OpKind::kAlloc, next_id, (1 + rng.below(15)) * kPageSize, kPageSize});
+      live.push_back(next_id++);
+    }
+  }
+  return d;
 }
 
 std::string finding_comment(const HuntFinding& f) {

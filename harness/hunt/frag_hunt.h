@@ -88,8 +88,9 @@ class FindingWriter {
 
 // Progress of one hunting process: counts executions and decoded ops, and prints one line on
 // stderr at each new lowest severity:
-//   vmfrag-hunt: best 0.523438 kind virtual-fragmentation execs 1234 ops 56789 seconds 1.250
-// (seconds since the first note). hunt-eval reads these lines for time and ops to a threshold.
+//   vmfrag-hunt: best 0.523438 kind virtual-fragmentation execs 1234 ops 56789 cpu 1.250
+// (cpu: the process's CPU seconds, std::clock). hunt-eval reads these lines for the CPU time and
+// the ops to reach a threshold, so arms compare at equal CPU time even on a shared machine.
 class HuntProgress {
  public:
   void note(const HuntRun& run);
@@ -99,8 +100,12 @@ class HuntProgress {
  private:
   std::uint64_t execs_ = 0, ops_ = 0;
   std::optional<double> best_;
-  double start_ = -1;
 };
+
+// A blind random trace in the hunt's config, as the evaluation's third arm: `ops` ops, each a free
+// of a uniformly chosen live id with probability free_percent/100 (when something is live), else
+// an allocation of 1..15 pages uniformly. Deterministic in `seed` (harness/workloads/prng.h).
+[[nodiscard]] DecodedInput blind_trace(std::uint64_t seed, std::uint64_t ops, unsigned free_percent);
 
 // The finding's `#` comment block (severity, floor or why not, signature), one item per line.
 [[nodiscard]] std::string finding_comment(const HuntFinding& finding);

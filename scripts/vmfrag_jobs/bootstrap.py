@@ -11,11 +11,11 @@ import sys
 # Build: meson/ninja, both compilers, clang's sanitizer and libFuzzer runtimes.
 # Libraries: GoogleTest/GoogleMock, Google Benchmark, Boost (Boost.Container), nlohmann/json (results
 # JSON), CLI11 (the C++ command line).
-# Python side (Debian's /usr/bin/python3 only): pytest, jinja2, rich.
+# Python side (Debian's /usr/bin/python3 only): pytest, jinja2, rich, scipy (hunt-eval statistics).
 PACKAGES = [
     "meson", "ninja-build", "pkg-config", "g++", "clang", "libclang-rt-14-dev",
     "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "nlohmann-json3-dev", "libcli11-dev",
-    "python3-pytest", "python3-jinja2", "python3-rich",
+    "python3-pytest", "python3-jinja2", "python3-rich", "python3-scipy",
 ]
 
 
