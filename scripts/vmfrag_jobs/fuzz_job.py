@@ -28,7 +28,8 @@ TARGETS = {"fuzz_trace_parser": "trace_parser", "fuzz_frag_hunt": "frag_hunt", "
 MAX_LEN = {"fuzz_trace_parser": 4096, "fuzz_frag_hunt": 1536, "fuzz_ops": 1024}
 STAT_LINE = re.compile(r"^stat::(\w+):\s+(\S+)")
 # libFuzzer's status lines: "#123456	NEW    cov: 321 ft: 654 corp: 12/3456b ... exec/s: 7890 rss: 45Mb"
-STATUS_LINE = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+) corp: (\d+)/\S+.*?(?:exec/s: (\d+))?")
+STATUS_LINE = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+) corp: (\d+)/\S+")
+EXEC_RATE = re.compile(r"exec/s: (\d+)")
 HUNT_LINE = re.compile(r"vmfrag-hunt: best (\S+) kind (\S+) execs (\d+) ops (\d+) cpu (\S+)")
 FAILURE_KIND = re.compile(r"^# finding: (\S+) at op")
 
@@ -52,8 +53,9 @@ def parse_libfuzzer_log(text):
             continue
         m = STATUS_LINE.match(line)
         if m:
+            rate = EXEC_RATE.search(line)
             last = {"execs": int(m.group(1)), "event": m.group(2), "cov": int(m.group(3)), "ft": int(m.group(4)),
-                    "corpus": int(m.group(5)), "exec_per_sec": int(m.group(6)) if m.group(6) else None}
+                    "corpus": int(m.group(5)), "exec_per_sec": int(rate.group(1)) if rate else None}
             continue
         m = HUNT_LINE.search(line)
         if m:

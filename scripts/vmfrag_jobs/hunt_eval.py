@@ -42,6 +42,7 @@ ARMS = ("features", "no_features", "blind")
 FLOOR_M16 = math.log(2) / sum(1 / i for i in range(1, 17))
 HUNT_LINE = re.compile(r"vmfrag-hunt: best (\S+) kind (\S+) execs (\d+) ops (\d+) cpu (\S+)")
 STATUS_LINE = re.compile(r"^#(\d+)\s")
+BLIND_LINE = re.compile(r"vmfrag-blind-hunt: traces (\d+) ops (\d+) best \S+ cpu (\S+)")
 MIN_TRIALS = 10
 
 
@@ -83,10 +84,14 @@ def run_trial(arm, trial, seed, cpu_seconds, workdir, threshold, max_len=1536):
     traj = trajectory(r.stdout)
     hit = next((p for p in traj if p["best"] <= threshold), None)
     execs = traj[-1]["execs"] if traj else 0
-    for line in r.stdout.splitlines():  # libFuzzer's status lines count every execution
+    blind_cpu = None
+    for line in r.stdout.splitlines():  # libFuzzer's status lines (and the blind summary) count every run
         m = STATUS_LINE.match(line)
         if m:
             execs = max(execs, int(m.group(1)))
+        m = BLIND_LINE.search(line)
+        if m:
+            execs, blind_cpu = int(m.group(1)), float(m.group(3))
     rec = {
         "arm": arm, "trial": trial, "seed": seed, "cpu_budget": cpu_seconds,
         "exit": r.returncode, "killed_by_cpu_limit": r.returncode == -24,
@@ -112,7 +117,7 @@ def run_trial(arm, trial, seed, cpu_seconds, workdir, threshold, max_len=1536):
         rec["kept_without_features"] = kept if m.returncode == 0 else None
         rec["share_owed_to_features"] = (1 - kept / rec["corpus_size"]) if m.returncode == 0 else None
     # The CPU the trial itself used is its last progress line's or, killed at the limit, the budget.
-    rec["cpu_used"] = cpu_seconds if rec["killed_by_cpu_limit"] else (traj[-1]["cpu"] if traj else None)
+    rec["cpu_used"] = cpu_seconds if rec["killed_by_cpu_limit"] else (blind_cpu or (traj[-1]["cpu"] if traj else None))
     return rec
 
 
