@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "allocator/core/assert.h"
+#include "harness/decode/op_mutator.h"
 #include "harness/replay/ops_check.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -14,3 +15,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   VMF_CHECK(r.ok(), "fuzz_ops: op %" PRIu64 ": %s", r.op, r.problem.c_str());
   return 0;
 }
+
+#ifdef VMFRAG_FUZZING
+// Half the mutations at op granularity (harness/decode/op_mutator.h), half libFuzzer's own
+// byte-level ones (which also apply the dictionary).
+extern "C" std::size_t LLVMFuzzerMutate(std::uint8_t* data, std::size_t size, std::size_t max_size);
+extern "C" std::size_t LLVMFuzzerCustomMutator(std::uint8_t* data, std::size_t size, std::size_t max_size,
+                                               unsigned int seed) {
+  if (seed % 2 == 0) return LLVMFuzzerMutate(data, size, max_size);
+  static const vmfrag::DecodeConfig config = vmfrag::ops_decode_config();
+  return vmfrag::mutate_records(data, size, max_size, seed / 2, config);
+}
+#endif

@@ -14,6 +14,7 @@
 
 #include "allocator/tests/test_seeds.h"
 #include "harness/decode/op_decoder.h"
+#include "harness/decode/op_mutator.h"
 #include "harness/hunt/frag_hunt.h"
 #include "harness/replay/ops_check.h"
 #include "harness/trace/trace_reader.h"
@@ -92,6 +93,35 @@ TEST(Decoder, ClampedWorkloadsAlwaysEncode) {
     const auto bytes = encode_input(clamped.header, clamped.ops, c);
     ASSERT_TRUE(bytes.has_value());
     EXPECT_EQ(decode_input(*bytes, c).ops, clamped.ops);
+  }
+}
+
+TEST(Mutator, MutatesWholeRecordsWithinMaxSizeDeterministically) {
+  for (const DecodeConfig& c : {hunt_decode_config(), ops_decode_config()}) {
+    const std::size_t head = c.header_from_bytes ? kHeaderBytes : 0;
+    for (std::uint64_t seed : seeds_to_run(1, 50)) {
+      SCOPED_TRACE(seed_note(seed));
+      std::vector<std::uint8_t> data = random_bytes(seed, head + kRecordBytes * (seed % 40));
+      const std::size_t max_size = head + kRecordBytes * 48;
+      bool changed = false;
+      for (unsigned round = 0; round < 200; ++round) {
+        std::vector<std::uint8_t> buf = data, again = data;
+        buf.resize(max_size);
+        again.resize(max_size);
+        const std::size_t n = mutate_records(buf.data(), data.size(), max_size, round, c);
+        EXPECT_EQ(mutate_records(again.data(), data.size(), max_size, round, c), n);
+        buf.resize(n);
+        again.resize(n);
+        EXPECT_EQ(buf, again);
+        ASSERT_LE(n, max_size);
+        EXPECT_EQ((n - std::min(n, head)) % kRecordBytes, 0u);
+        changed |= buf != data;
+        data = buf;
+      }
+      EXPECT_TRUE(changed);
+      std::ostringstream text;
+      EXPECT_TRUE(write_decoded_trace(text, decode_input(data, c)));
+    }
   }
 }
 
