@@ -25,6 +25,7 @@ namespace {
 bool g_features = true;
 std::unique_ptr<vmfrag::FindingWriter> g_writer;
 std::unique_ptr<vmfrag::HuntProgress> g_progress;
+vmfrag::HuntSpace g_space;
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -41,7 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static const vmfrag::DecodeConfig config = vmfrag::hunt_decode_config();
   const vmfrag::DecodedInput input = vmfrag::decode_input({data, size}, config);
   const vmfrag::HuntRun run =
-      vmfrag::run_hunt(input, g_features ? std::span<std::uint8_t>(vmfrag_hunt_counters) : std::span<std::uint8_t>{});
+      vmfrag::run_hunt(input, g_features ? std::span<std::uint8_t>(vmfrag_hunt_counters) : std::span<std::uint8_t>{},
+                       &g_space);
   if (g_progress) g_progress->note(run);
   if (run.finding && g_writer) (void)g_writer->offer(input, *run.finding);
   return 0;

@@ -33,9 +33,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   vmfrag::HuntProgress progress;
+  vmfrag::HuntSpace space;
   unsigned long long traces = 0, total_ops = 0;
   while (static_cast<double>(std::clock()) / CLOCKS_PER_SEC < cpu_seconds && (max_traces == 0 || traces < max_traces)) {
-    const vmfrag::HuntRun run = vmfrag::run_hunt(vmfrag::blind_trace(seed * 1000003ull + traces, ops, free_percent), {});
+    const vmfrag::HuntRun run =
+        vmfrag::run_hunt(vmfrag::blind_trace(seed * 1000003ull + traces, ops, free_percent), {}, &space);
     progress.note(run);
     ++traces;
     total_ops += run.ops;

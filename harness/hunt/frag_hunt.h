@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <set>
 #include <map>
@@ -33,6 +34,9 @@
 #include "harness/decode/op_decoder.h"
 
 namespace vmfrag {
+
+class VirtualSpace;
+struct HuntRun;
 
 struct HuntFinding {
   FailureKind kind = FailureKind::kNone;
@@ -62,11 +66,30 @@ struct HuntRun {
   std::optional<HuntFinding> finding;  // the failure of lowest severity
 };
 
+// A VirtualSpace kept between runs of the same header: creating one costs a reservation and a
+// 1024-node pool (most of a short run under ASan). A run frees what it left live, so the space
+// returns to one free extent covering the region; placements depend only on the free extents
+// (exact lowest fit), so a reused space places exactly as a fresh one.
+class HuntSpace {
+ public:
+  HuntSpace();
+  ~HuntSpace();
+  HuntSpace(const HuntSpace&) = delete;
+  HuntSpace& operator=(const HuntSpace&) = delete;
+
+ private:
+  friend HuntRun run_hunt(const DecodedInput&, std::span<std::uint8_t>, HuntSpace*);
+  std::unique_ptr<VirtualSpace> space_;
+  TraceHeader header_;
+};
+
 // Runs `input` (only a, f and p ops; others are a precondition violation, VMF_CHECK) on a fresh
-// VirtualSpace of its header. counters: kHuntCounterCount bytes to mark, or empty for none.
+// VirtualSpace of its header, or on `reuse`'s when it has one of the same header (see HuntSpace).
+// counters: kHuntCounterCount bytes to mark, or empty for none.
 // Aborts (VMF_CHECK) when a finding falls below the floor where the bound applies: that is an
-// allocator bug. Deterministic. Cost: O(ops log n) plus creating the space (a few syscalls).
-[[nodiscard]] HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters);
+// allocator bug (confirmed on a fresh space first). Deterministic. Cost: O(ops log n), plus
+// creating the space when not reused.
+[[nodiscard]] HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, HuntSpace* reuse = nullptr);
 
 // ln 2 / H_m. m >= 1.
 [[nodiscard]] double robson_floor(std::uint64_t m);
