@@ -11,7 +11,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const vmfrag::DecodeConfig config = vmfrag::ops_decode_config();
-  const vmfrag::OpsCheckResult r = vmfrag::run_ops_check(vmfrag::decode_input({data, size}, config));
+  static vmfrag::OpsInstances instances;  // allocators reused between inputs (see ops_check.h)
+  const vmfrag::OpsCheckResult r = vmfrag::run_ops_check(vmfrag::decode_input({data, size}, config), {}, &instances);
   VMF_CHECK(r.ok(), "fuzz_ops: op %" PRIu64 ": %s", r.op, r.problem.c_str());
   return 0;
 }

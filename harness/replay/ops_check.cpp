@@ -1,6 +1,7 @@
 #include "harness/replay/ops_check.h"
 
 #include <cinttypes>
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -10,15 +11,22 @@
 #include "harness/reference/reference_vmalloc.h"
 
 namespace vmfrag {
+
+OpsInstances::OpsInstances() = default;
+OpsInstances::~OpsInstances() = default;
+
 namespace {
 
 std::string outcome(FailureKind f, std::uint64_t v) {
   return f == FailureKind::kNone ? "ok " + std::to_string(v) : std::string(failure_name(f));
 }
 
+}  // namespace
+
 class OpsChecker {
  public:
-  OpsChecker(const DecodedInput& input, const OpsCheckOptions& options) : in_(input), options_(options) {}
+  OpsChecker(const DecodedInput& input, const OpsCheckOptions& options, OpsInstances* reuse)
+      : in_(input), options_(options), reuse_(reuse) {}
 
   OpsCheckResult run() {
     const TraceHeader& h = in_.header;
@@ -30,9 +38,21 @@ class OpsChecker {
     config.backing = h.backing == Backing::kAnon    ? BackingMode::kAnon
                      : h.backing == Backing::kMemfd ? BackingMode::kMemfd
                                                     : BackingMode::kNone;
-    auto created = Vmalloc::create(config);
-    if (created.vm == nullptr) return result_;
-    vm_ = std::move(created.vm);
+    const OpsInstances::Key key{h.region_bytes, h.guard_pages, h.lazy_pages, h.phys_bytes, static_cast<int>(h.backing)};
+    if (reuse_ != nullptr) {
+      auto it = reuse_->kept_.find(key);
+      if (it != reuse_->kept_.end()) {
+        reused_ = true;
+        vm_ = std::move(it->second);
+        reuse_->kept_.erase(it);
+        reuse_->last_use_.erase(key);
+      }
+    }
+    if (vm_ == nullptr) {
+      auto created = Vmalloc::create(config);
+      if (created.vm == nullptr) return result_;
+      vm_ = std::move(created.vm);
+    }
     ref_ = std::make_unique<reference::ReferenceVmalloc>(h);
     std::size_t m = 0;
     for (std::uint64_t i = 0; i < in_.ops.size() && result_.ok(); ++i) {
@@ -45,7 +65,39 @@ class OpsChecker {
     }
     for (; m < in_.misuse.size() && result_.ok(); ++m) misuse(in_.ops.size(), in_.misuse[m]);
     if (result_.ok()) check(in_.ops.size());
+    if (result_.ok()) release_all(in_.ops.size(), key);
     return result_;
+  }
+
+  // Releases everything live and purges; the instance must then be pristine (else a leak is the
+  // problem). A pristine instance goes back to `reuse_`.
+  void release_all(std::uint64_t i, const OpsInstances::Key& key) {
+    for (const auto& [id, o] : objs_) {
+      ReleaseStatus s = ReleaseStatus::kOk;
+      if (o.kind == OpKind::kKmalloc) s = vm_->kfree(o.addr);
+      if (o.kind == OpKind::kAlloc || o.kind == OpKind::kHuge) s = vm_->vfree(o.addr);
+      if (o.kind == OpKind::kMapRam) {
+        s = vm_->vm_unmap_ram(o.addr, o.pfns.size());
+        if (s == ReleaseStatus::kOk) vm_->free_pages(o.pfns);
+      }
+      if (s != ReleaseStatus::kOk) return fail(i, std::string("release at the end: ") + release_status_name(s));
+    }
+    objs_.clear();
+    vm_->purge();
+    const VmallocStats s = vm_->stats();
+    if (s.space.free_extents != 1 || s.space.free_bytes != in_.header.region_bytes || s.space.lazy_bytes != 0 ||
+        s.phys.free_pages != in_.header.phys_bytes / kPageSize || s.mapped_pages != 0 || s.vmap_blocks.blocks != 0)
+      return fail(i, "leak: after releasing everything and a purge, free " + std::to_string(s.space.free_bytes) + " in " +
+                         std::to_string(s.space.free_extents) + " extents, free pages " + std::to_string(s.phys.free_pages));
+    if (reuse_ == nullptr) return;
+    if (reuse_->kept_.size() >= OpsInstances::kMaxKept) {
+      auto oldest = std::min_element(reuse_->last_use_.begin(), reuse_->last_use_.end(),
+                                     [](const auto& a, const auto& b) { return a.second < b.second; });
+      reuse_->kept_.erase(oldest->first);
+      reuse_->last_use_.erase(oldest);
+    }
+    reuse_->kept_[key] = std::move(vm_);
+    reuse_->last_use_[key] = ++reuse_->clock_;
   }
 
  private:
@@ -231,6 +283,13 @@ class OpsChecker {
 
   const DecodedInput& in_;
   const OpsCheckOptions& options_;
+  OpsInstances* reuse_;
+  bool reused_ = false;
+
+ public:
+  [[nodiscard]] bool reused() const { return reused_; }
+
+ private:
   std::unique_ptr<Vmalloc> vm_;
   std::unique_ptr<reference::ReferenceVmalloc> ref_;
   std::map<std::uint64_t, Obj> objs_;  // live id -> object
@@ -238,10 +297,16 @@ class OpsChecker {
   OpsCheckResult result_;
 };
 
-}  // namespace
-
-OpsCheckResult run_ops_check(const DecodedInput& input, const OpsCheckOptions& options) {
-  return OpsChecker(input, options).run();
+OpsCheckResult run_ops_check(const DecodedInput& input, const OpsCheckOptions& options, OpsInstances* reuse) {
+  OpsChecker checker(input, options, reuse);
+  OpsCheckResult r = checker.run();
+  // A problem must reproduce from the input alone: confirm it on a fresh instance.
+  if (!r.ok() && checker.reused()) {
+    OpsCheckResult fresh = OpsChecker(input, options, nullptr).run();
+    if (fresh.ok()) fresh.problem = "only on a reused instance (history-dependent): " + r.problem, fresh.op = r.op;
+    return fresh;
+  }
+  return r;
 }
 
 }  // namespace vmfrag

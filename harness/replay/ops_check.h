@@ -9,7 +9,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
+#include <tuple>
 
 #include "harness/decode/op_decoder.h"
 
@@ -17,8 +20,9 @@ namespace vmfrag {
 
 struct OpsCheckOptions {
   // Vmalloc::check() and validate() every N ops and at the end. Not 1: check() probes aliasing with
-  // a fresh mmap per buddy order (~11 mappings), which cost 85 % of a run at every op.
-  std::uint64_t check_every = 16;
+  // a fresh mmap per buddy order (~11 mappings), which cost 85 % of a run at every op (the
+  // comparison with the reference still runs after every op).
+  std::uint64_t check_every = 32;
 };
 
 struct OpsCheckResult {
@@ -29,8 +33,34 @@ struct OpsCheckResult {
   [[nodiscard]] bool ok() const { return problem.empty(); }
 };
 
-// Runs `input` (its header: region, guard, lazy, phys, backing). A header the allocator refuses
-// (it cannot create the instance) is not a problem: the run is empty.
-[[nodiscard]] OpsCheckResult run_ops_check(const DecodedInput& input, const OpsCheckOptions& options = {});
+class Vmalloc;
+
+// Allocator instances kept between runs, one per header: creating and destroying one (a memfd, the
+// direct map, the region, and TLB shootdowns when they are unmapped) dominated a short run. After a
+// run everything still live is released with its matching function and the instance purged; it must
+// then be pristine (one free extent covering the region, every page free, no vmap block, nothing
+// mapped), which is itself checked: a leak is reported as a problem. Placements and pfns depend
+// only on the free extents and free pages, so a pristine reused instance acts as a fresh one.
+class OpsInstances {
+ public:
+  OpsInstances();
+  ~OpsInstances();
+  OpsInstances(const OpsInstances&) = delete;
+  OpsInstances& operator=(const OpsInstances&) = delete;
+  static constexpr std::size_t kMaxKept = 8;  // distinct headers kept (oldest dropped first)
+
+ private:
+  friend class OpsChecker;
+  using Key = std::tuple<std::uint64_t, std::uint32_t, std::uint64_t, std::uint64_t, int>;
+  std::map<Key, std::unique_ptr<Vmalloc>> kept_;
+  std::map<Key, std::uint64_t> last_use_;
+  std::uint64_t clock_ = 0;
+};
+
+// Runs `input` (its header: region, guard, lazy, phys, backing) on a fresh instance, or on one of
+// `reuse`'s. A header the allocator refuses (it cannot create the instance) is not a problem: the
+// run is empty.
+[[nodiscard]] OpsCheckResult run_ops_check(const DecodedInput& input, const OpsCheckOptions& options = {},
+                                           OpsInstances* reuse = nullptr);
 
 }  // namespace vmfrag

@@ -247,13 +247,20 @@ TEST(Hunt, KeptFindingsStillFailAsRecorded) {
 
 TEST(OpsCheck, RandomInputsAgreeInEveryBacking) {
   std::uint64_t misuse = 0, ops = 0;
+  OpsInstances instances;
   for (Backing backing : {Backing::kMemfd, Backing::kAnon, Backing::kNone}) {
     DecodeConfig c = ops_decode_config();
     c.header.backing = backing;
     for (std::uint64_t seed : seeds_to_run(1, 60)) {
       SCOPED_TRACE(seed_note(seed));
-      const OpsCheckResult r = run_ops_check(decode_input(random_bytes(seed, 400), c));
+      const DecodedInput d = decode_input(random_bytes(seed, 400), c);
+      const OpsCheckResult r = run_ops_check(d);
       EXPECT_TRUE(r.ok()) << backing_name(backing) << " op " << r.op << ": " << r.problem;
+      // A reused instance (two headers alternate, so some runs reuse) gives the same result.
+      const OpsCheckResult again = run_ops_check(d, {}, &instances);
+      EXPECT_TRUE(again.ok()) << again.problem;
+      EXPECT_EQ(again.ops, r.ops);
+      EXPECT_EQ(again.misuse_issued, r.misuse_issued);
       misuse += r.misuse_issued;
       ops += r.ops;
     }
