@@ -5,9 +5,13 @@ Config: fuzz_frag_hunt's (region 1 MiB, guard 1, lazy 0, page alignment, 1-15 pa
 first-fit floor ln 2 / H_16 = 0.2056). Three arms, each trial with the same CPU time and a recorded
 seed (trial i of every arm uses seed seed_base + i):
 
-  features     fuzz_frag_hunt with its state features (extra counters), from corpus/frag_hunt
+  features     fuzz_frag_hunt with its state features (extra counters), from an empty corpus
   no_features  the same binary and seeds with VMFRAG_HUNT_FEATURES=0 (code coverage only)
   blind        vmfrag-blind-hunt: seeded random traces of 1,500 ops, 45 % frees
+
+The fuzzing arms start from an empty corpus by default, like the blind arm: corpus/frag_hunt holds
+clamped workloads that already reach severity 0.578, which would measure the seeds, not the search
+(--seed-corpus uses them anyway).
 
 All three are the fuzz flavour's binaries (clang, ASan+UBSan, coverage instrumentation), so a CPU
 second buys the same instrumented work. The budget is CPU time, enforced with RLIMIT_CPU (the
@@ -61,7 +65,7 @@ def trajectory(text):
     return out
 
 
-def run_trial(arm, trial, seed, cpu_seconds, workdir, threshold, max_len=1536):
+def run_trial(arm, trial, seed, cpu_seconds, workdir, threshold, max_len=1536, seed_corpus=False):
     """One trial; returns its record. workdir is this trial's scratch directory."""
     bdir = fuzz_build_dir()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -74,8 +78,9 @@ def run_trial(arm, trial, seed, cpu_seconds, workdir, threshold, max_len=1536):
         corpus.mkdir(exist_ok=True)
         cmd = [str(bdir / "fuzz" / "fuzz_frag_hunt"), f"-seed={seed}", f"-max_len={max_len}",
                f"-max_total_time={cpu_seconds * 20 + 10}", "-print_final_stats=1",
-               f"-dict={paths.REPO / 'corpus' / 'frag_hunt.dict'}", f"-artifact_prefix={workdir}/",
-               str(corpus), str(paths.REPO / "corpus" / "frag_hunt")]
+               f"-dict={paths.REPO / 'corpus' / 'frag_hunt.dict'}", f"-artifact_prefix={workdir}/", str(corpus)]
+        if seed_corpus:
+            cmd.append(str(paths.REPO / "corpus" / "frag_hunt"))
     # prlimit(1) execs the command with RLIMIT_CPU set (no preexec_fn: trials run from threads).
     limited = ["prlimit", f"--cpu={cpu_seconds}:{cpu_seconds + 2}", *cmd]
     r = subprocess.run(limited, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -207,7 +212,7 @@ def table(result):
 
 
 def run(trials=10, cpu_seconds=600, out=None, threshold=0.6, seed_base=1, parallel=1, arms=ARMS,
-        do_build=True, log=print):
+        do_build=True, log=print, seed_corpus=False):
     if do_build:
         build.build(build.FLAVOURS["fuzz"], log=log)
     out = Path(out) if out else paths.RESULTS / "hunt-eval"
@@ -216,7 +221,8 @@ def run(trials=10, cpu_seconds=600, out=None, threshold=0.6, seed_base=1, parall
     jobs = [(arm, i, seed_base + i) for i in range(trials) for arm in arms]
     records = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {pool.submit(run_trial, arm, i, seed, cpu_seconds, scratch / f"{arm}-{i}", threshold): (arm, i)
+        futures = {pool.submit(run_trial, arm, i, seed, cpu_seconds, scratch / f"{arm}-{i}", threshold,
+                               seed_corpus=seed_corpus): (arm, i)
                    for arm, i, seed in jobs}
         for f in concurrent.futures.as_completed(futures):
             rec = f.result()
@@ -225,7 +231,7 @@ def run(trials=10, cpu_seconds=600, out=None, threshold=0.6, seed_base=1, parall
                 f"({'reached' if rec['reached'] else 'censored'}) cpu {rec['cpu_used']}s")
     records.sort(key=lambda r: (ARMS.index(r["arm"]), r["trial"]))
     result = {"format": "vmfrag-hunt-eval", "version": 1, "trials_per_arm": trials, "cpu_seconds": cpu_seconds,
-              "seed_base": seed_base, "config": {"region": "1M", "guard": 1, "lazy": 0, "align": 4096,
+              "seed_base": seed_base, "seed_corpus": seed_corpus, "config": {"region": "1M", "guard": 1, "lazy": 0, "align": 4096,
                                                  "pages": [1, 15], "m": 16},
               "trials": records, "statistics": statistics(records, threshold)}
     (out / "hunt-eval.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -245,6 +251,7 @@ def parser():
     p.add_argument("--seed-base", type=int, default=1)
     p.add_argument("--parallel", type=int, default=1, help="trials run at once (budgets are CPU time)")
     p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--seed-corpus", action="store_true", help="start the fuzzing arms from corpus/frag_hunt")
     p.add_argument("--no-build", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -256,7 +263,8 @@ def main(argv):
         print(f"vmfrag: error: --arms takes {','.join(ARMS)}; --trials and --seconds >= 1", file=sys.stderr)
         return 2
     try:
-        run(a.trials, a.seconds, a.out, a.threshold, a.seed_base, a.parallel, arms, do_build=not a.no_build)
+        run(a.trials, a.seconds, a.out, a.threshold, a.seed_base, a.parallel, arms, do_build=not a.no_build,
+            seed_corpus=a.seed_corpus)
     except build.BuildError as e:
         print(f"vmfrag: error: {e}", file=sys.stderr)
         return 1
