@@ -84,6 +84,7 @@ def test_hunt_eval_tiny_budget(fuzz_build, tmp_path):
     for t in r["trials"]:
         assert t["best_severity"] is not None and 0 < t["best_severity"] <= 1.1, t
         assert t["execs"] > 0
+    assert all(t["exit"] == 0 for t in r["trials"] if t["arm"] == "blind")  # stopped itself, summary printed
     feats = [t for t in r["trials"] if t["arm"] == "features"]
     assert all(t["corpus_size"] > 0 and t["share_owed_to_features"] is not None for t in feats)
     j = json.loads((tmp_path / "hunt-eval.json").read_text())
