@@ -274,7 +274,14 @@ void FreeSpaceTree::insert(uint64_t start, uint64_t size) {
   const bool merges_prev = prev != nullptr && prev->end() == start;
   const bool merges_next = next != nullptr && next->start == end;
   if (merges_prev && merges_next) {
+#ifdef VMFRAG_PLANTED_BUG
+    // Test-only (meson option planted_bug_test builds it into fuzz_ops_planted, never into the
+    // allocator library): an off-by-one in the three-way merge loses the merged extent's last page,
+    // so a test can show fuzz_ops finds a coalescing bug.
+    const uint64_t merged_size = prev->size + size + next->size - 4096;
+#else
     const uint64_t merged_size = prev->size + size + next->size;
+#endif
     unlink_extent(next);
     resize_in_place(prev, prev->start, merged_size);
   } else if (merges_prev) {

@@ -4,6 +4,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "harness/hunt/frag_hunt.h"
 #include "harness/replay/replay.h"
 
 namespace vmfrag {
@@ -76,8 +77,29 @@ class Minimizer {
   std::uint64_t replays_ = 0;
 };
 
+// The same steps judged by a caller's predicate.
+class PredicateMinimizer {
+ public:
+  explicit PredicateMinimizer(const MinimizePredicate& p) : p_(p) {}
+  std::optional<Candidate> judge(Candidate c) {
+    if (c.header.region_bytes < kMinRegionBytes) return std::nullopt;
+    c.ops = repair_ids(c.ops);
+    ++replays_;
+    const std::optional<std::size_t> keep = p_(c.header, c.ops);
+    if (!keep) return std::nullopt;
+    if (*keep < c.ops.size()) c.ops = repair_ids(std::vector<Op>(c.ops.begin(), c.ops.begin() + static_cast<std::ptrdiff_t>(*keep)));
+    return c;
+  }
+  std::uint64_t replays() const { return replays_; }
+
+ private:
+  const MinimizePredicate& p_;
+  std::uint64_t replays_ = 0;
+};
+
 // Region: halve while it holds, then try removing smaller fractions.
-bool shrink_region(Minimizer& m, Candidate& best) {
+template <class M>
+bool shrink_region(M& m, Candidate& best) {
   bool changed = false;
   for (std::uint64_t div = 2; div <= 64; div *= 2) {
     for (;;) {
@@ -95,7 +117,8 @@ bool shrink_region(Minimizer& m, Candidate& best) {
 }
 
 // Delta debugging, complement-only: remove chunks, halving the chunk size when a pass removes none.
-bool remove_chunks(Minimizer& m, Candidate& best) {
+template <class M>
+bool remove_chunks(M& m, Candidate& best) {
   bool changed = false;
   std::size_t chunk = std::max<std::size_t>(1, best.ops.size() / 2);
   for (;;) {
@@ -121,7 +144,8 @@ bool remove_chunks(Minimizer& m, Candidate& best) {
 }
 
 // Sizes: halve each allocation (in whole pages) while the failure holds.
-bool shrink_sizes(Minimizer& m, Candidate& best) {
+template <class M>
+bool shrink_sizes(M& m, Candidate& best) {
   bool changed = false;
   for (std::size_t i = 0; i < best.ops.size(); ++i) {
     for (;;) {
@@ -148,7 +172,8 @@ bool shrink_sizes(Minimizer& m, Candidate& best) {
   return changed;
 }
 
-bool simplify_header(Minimizer& m, Candidate& best) {
+template <class M>
+bool simplify_header(M& m, Candidate& best) {
   if (best.header.lazy_pages == 0) return false;
   Candidate c = best;
   c.header.lazy_pages = 0;
@@ -169,7 +194,62 @@ void renumber_ids(std::vector<Op>& ops) {
   }
 }
 
+template <class M>
+Candidate shrink_all(M& m, Candidate best) {
+  for (bool changed = true; changed;) {
+    changed = false;
+    changed |= shrink_region(m, best);
+    changed |= remove_chunks(m, best);
+    changed |= shrink_sizes(m, best);
+    changed |= simplify_header(m, best);
+  }
+  renumber_ids(best.ops);
+  return best;
+}
+
 }  // namespace
+
+MinimizeResult minimize_trace(const TraceHeader& header, const std::vector<Op>& ops, const MinimizePredicate& interesting) {
+  MinimizeResult out;
+  out.header = header;
+  out.ops = ops;
+  out.original_ops = ops.size();
+  PredicateMinimizer m(interesting);
+  auto first = m.judge(Candidate{header, ops});
+  out.replays = m.replays();
+  if (!first) return out;
+  Candidate best = shrink_all(m, std::move(*first));
+  out.header = best.header;
+  out.ops = std::move(best.ops);
+  out.replays = m.replays();
+  return out;
+}
+
+MinimizePredicate failure_with_severity(FailureKind kind, double max_severity) {
+  return [kind, max_severity](const TraceHeader& h, const std::vector<Op>& ops) -> std::optional<std::size_t> {
+    for (const Op& op : ops)
+      if (op.kind != OpKind::kAlloc && op.kind != OpKind::kFree && op.kind != OpKind::kPurge) return std::nullopt;
+    const HuntRun run = run_hunt(DecodedInput{h, ops, {}}, {});
+    if (!run.finding || run.finding->kind != kind || run.finding->severity > max_severity) return std::nullopt;
+    return run.finding->op + 1;
+  };
+}
+
+MinimizePredicate same_bug(std::string prefix, Backing backing) {
+  return [prefix = std::move(prefix), backing](const TraceHeader& h, const std::vector<Op>& ops) -> std::optional<std::size_t> {
+    VectorOpSource source(h, ops);
+    ReplayOptions options;
+    options.differential = true;
+    options.check_every = 1;
+    options.maps_at_failures = 0;
+    options.backing = backing;
+    const ReplayResult r = replay(source, options);
+    if (r.divergence && r.divergence->allocator.rfind(prefix, 0) == 0) return r.divergence->op + 1;
+    if (!r.invariant_violation.empty() && r.invariant_violation.rfind(prefix, 0) == 0)
+      return std::min<std::size_t>(ops.size(), r.invariant_op + 1);
+    return std::nullopt;
+  };
+}
 
 MinimizeResult minimize_trace(const TraceHeader& header, const std::vector<Op>& ops) {
   MinimizeResult out;
@@ -189,15 +269,7 @@ MinimizeResult minimize_trace(const TraceHeader& header, const std::vector<Op>& 
   Minimizer m(out.kind);
   auto first = m.judge(Candidate{header, ops});
   // Cannot fail: the input itself has that first failure.
-  Candidate best = first ? std::move(*first) : Candidate{header, ops};
-  for (bool changed = true; changed;) {
-    changed = false;
-    changed |= shrink_region(m, best);
-    changed |= remove_chunks(m, best);
-    changed |= shrink_sizes(m, best);
-    changed |= simplify_header(m, best);
-  }
-  renumber_ids(best.ops);
+  Candidate best = shrink_all(m, first ? std::move(*first) : Candidate{header, ops});
   out.header = best.header;
   out.ops = std::move(best.ops);
   out.replays += m.replays();

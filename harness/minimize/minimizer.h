@@ -1,4 +1,5 @@
-// Trace minimiser: shrinks a trace while its first allocation failure keeps its kind.
+// Trace minimiser: shrinks a trace while its first allocation failure keeps its kind, or while a
+// caller's predicate holds ("the same bug", "a virtual-fragmentation failure with severity <= S").
 //
 // Guarantees: the result is a valid trace (id rules hold, ids renumbered densely in order of first
 // use so a person can read it) whose replay's first failure has the same kind as the input's, and
@@ -7,6 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "allocator/core/failure.h"
@@ -30,5 +34,27 @@ struct MinimizeResult {
 // the purge it may trigger, which the confirming replay accounts for), as are frees of ids no
 // longer allocated. Throws InputError only if `ops` contains ops replay cannot run.
 [[nodiscard]] MinimizeResult minimize_trace(const TraceHeader& header, const std::vector<Op>& ops);
+
+// "Still interesting?" for the predicate minimiser: nullopt when the candidate no longer shows the
+// behaviour, else the length of the shortest prefix that shows it (the minimiser cuts the rest;
+// return ops.size() to keep everything). Must be deterministic. The minimiser offers only valid
+// traces (id rules hold, region at least 64 KiB).
+using MinimizePredicate = std::function<std::optional<std::size_t>(const TraceHeader&, const std::vector<Op>&)>;
+
+// Shrinks with the same steps as minimize_trace (cut, region, chunks, sizes, lazy 0, renumbered
+// ids) while `interesting` holds. kind in the result: kNone. If the input itself is not
+// interesting, the result is the input (replays 1). Throws InputError only if the predicate does.
+[[nodiscard]] MinimizeResult minimize_trace(const TraceHeader& header, const std::vector<Op>& ops,
+                                            const MinimizePredicate& interesting);
+
+// Predicates.
+// A failure of `kind` whose hunt severity (harness/hunt/frag_hunt.h: peak live need incl. guard and
+// the failing request / region) is at most max_severity: "a virtual-fragmentation failure with
+// severity <= S". Needs a trace of a, f and p ops only (others: not interesting).
+[[nodiscard]] MinimizePredicate failure_with_severity(FailureKind kind, double max_severity);
+// The same bug: replay --differential (check() every op) stops with a divergence or an invariant
+// violation whose description starts with `prefix`: the allocator's side of a divergence (e.g.
+// "free pages", "offset 0x") or the violation text (e.g. "check(): address space").
+[[nodiscard]] MinimizePredicate same_bug(std::string prefix, Backing backing);
 
 }  // namespace vmfrag

@@ -136,6 +136,27 @@ FreeStatus ReferenceModel::free(std::uint64_t offset) {
   return FreeStatus::kOk;
 }
 
+bool ReferenceModel::unreserve(std::uint64_t offset) {
+  const auto it = live_.find(offset);
+  if (it == live_.end()) return false;
+  std::uint64_t start = offset, size = it->second.span;
+  live_.erase(it);
+  auto next = free_.lower_bound(start);
+  if (next != free_.end() && start + size == next->first) {
+    size += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == start) {
+      prev->second += size;
+      return true;
+    }
+  }
+  free_.emplace(start, size);
+  return true;
+}
+
 /* Merges the two ascending lists (free extents, lazy ranges) into one ascending list and joins
  * touching neighbours in the same pass, so the result is again a coalesced extent list; linear in
  * their total length. Ranges never overlap (validate() checks that), so touching is the only case. */

@@ -100,6 +100,10 @@ class ReferenceModel {
   // Failure: any status but kOk, model unchanged. Cost: O(extents + areas).
   [[nodiscard]] FreeStatus free(std::uint64_t offset);
 
+  // Returns the live area starting at `offset` straight to the free extents (coalescing), not
+  // lazily: an allocation abandoned before anything was mapped (the allocator's release_unused).
+  // false (model unchanged) when no live area starts there. Cost: O(extents + areas).
+  [[nodiscard]] bool unreserve(std::uint64_t offset);
   // Returns every lazily held range to the free extents, coalescing. Cost: O(extents + lazy).
   void purge();
 

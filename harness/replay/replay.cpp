@@ -6,9 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
-#include "harness/reference/physical_model.h"
-#include "harness/reference/reference_model.h"
-#include "harness/reference/vm_map_ram_model.h"
+#include "harness/reference/reference_vmalloc.h"
 #include "harness/trace/input_error.h"
 
 namespace vmfrag {
@@ -48,10 +46,6 @@ class Replayer {
   Replayer(OpSource& source, const ReplayOptions& options) : source_(source), options_(options) {
     const TraceHeader& h = source.header();
     backing_ = options.backing.value_or(h.backing);
-    if (options.differential && backing_ != Backing::kNone)
-      throw InputError(source.name(), 0,
-                       "--differential covers backing none only: the reference models do not account the pages "
-                       "of anon/memfd areas yet");
     if (h.phys_bytes == 0) throw InputError(source.name(), 0, "phys 0: replay needs at least one page of physical memory");
     VmallocConfig config;
     config.space.region_bytes = h.region_bytes;
@@ -67,9 +61,9 @@ class Replayer {
     vm_ = std::move(created.vm);
     space_ = &vm_->space();
     if (options.differential) {
-      model_ = std::make_unique<reference::ReferenceModel>(reference::ModelConfig::from_header(h));
-      phys_model_ = std::make_unique<reference::PhysicalModel>(h.phys_bytes / kPageSize);
-      map_ram_model_ = std::make_unique<reference::VmMapRamModel>(*model_, *phys_model_);
+      TraceHeader modelled = h;
+      modelled.backing = backing_;
+      model_ = std::make_unique<reference::ReferenceVmalloc>(modelled);
     }
     result_.trace_name = source.name();
     result_.header = h;
@@ -98,10 +92,7 @@ class Replayer {
       case OpKind::kFree: return free(index, op);
       case OpKind::kPurge:
         vm_->purge();
-        if (model_) {
-          map_ram_model_->purge_fragmented();
-          model_->purge();
-        }
+        if (model_) model_->purge();
         ++result_.purges_requested;
         compare_stats(index, true);
         notify(index, op, true, FailureKind::kNone, 0);
@@ -146,48 +137,36 @@ class Replayer {
     notify(index, op, r.ok(), r.failure, 0);
   }
 
-  // The models' answer to m (the block model over the address-space and page models), k (the
-  // page model) and h (backing none: address space only, a 2 MiB-aligned area of the rounded size
-  // first, then a page-granular one, as vmalloc_huge). False, with the divergence recorded, when
-  // they disagree with the allocator.
-  bool compare_physical(std::uint64_t index, const Op& op, const VmallocResult& r) {
-    if (op.kind == OpKind::kMapRam) {
-      const reference::VmMapRamModel::Mapping m = map_ram_model_->map(op.size);
-      const std::uint64_t offset = r.ok() ? offset_of(r.addr) : 0;
-      std::vector<std::uint64_t> pfns;
-      for (std::uint64_t i = 0; r.ok() && i < op.size; ++i)
-        pfns.push_back(*vm_->vmalloc_to_pfn(static_cast<char*>(r.addr) + i * kPageSize));
-      if (m.failure != r.failure || (r.ok() && (m.offset != offset || m.pfns != pfns))) {
-        diverge(index, outcome_text(r.failure, offset), outcome_text(m.failure, m.offset));
-        return false;
-      }
-      return true;
-    }
-    if (op.kind == OpKind::kKmalloc) {
-      const std::uint64_t pages = (op.size + kPageSize - 1) / kPageSize;
-      unsigned order = 0;
-      while ((std::uint64_t{1} << order) < pages) ++order;
-      const reference::PhysAllocation m = op.size == 0 || op.size > (std::uint64_t{1} << reference::kPhysMaxOrder) * kPageSize
-                                              ? reference::PhysAllocation{FailureKind::kInvalidArgument, 0}
-                                              : phys_model_->allocate_block(order);
-      const std::uint64_t pfn = r.ok() ? *vm_->phys().virt_to_pfn(r.addr) : 0;
-      if (m.failure != r.failure || (r.ok() && m.pfn != pfn)) {
-        diverge(index, r.ok() ? "pfn " + std::to_string(pfn) : std::string(failure_name(r.failure)),
-                m.ok() ? "pfn " + std::to_string(m.pfn) : std::string(failure_name(m.failure)));
-        return false;
-      }
-      if (r.ok()) kmalloc_orders_[pfn] = order;
-      return true;
-    }
-    reference::Placement m{FailureKind::kInvalidArgument, 0, 0, false};
-    constexpr std::uint64_t kHuge = 2ull << 20;
-    if (op.size != 0) {
-      if (op.size >= kHuge && op.size <= ~std::uint64_t{0} - kHuge) m = model_->alloc((op.size + kHuge - 1) & ~(kHuge - 1), kHuge);
-      if (!m.ok()) m = model_->alloc(op.size, kPageSize);
-    }
+  // The pages behind an area, page by page, as the allocator maps them (empty in backing none
+  // for vmalloc areas, which own no pages).
+  std::vector<std::uint64_t> area_pfns(const void* addr, std::uint64_t pages) const {
+    std::vector<std::uint64_t> pfns;
+    for (std::uint64_t i = 0; i < pages; ++i)
+      if (auto pfn = vm_->vmalloc_to_pfn(static_cast<const char*>(addr) + i * kPageSize)) pfns.push_back(*pfn);
+    return pfns;
+  }
+
+  // Compares an area-making op (a, h, m) with the reference's answer: failure kind, offset and,
+  // where pages stand behind the area, its pfns in order.
+  bool compare_area(std::uint64_t index, const VmallocResult& r, const reference::RefOutcome& m) {
     const std::uint64_t offset = r.ok() ? offset_of(r.addr) : 0;
-    if (m.failure != r.failure || (r.ok() && m.offset != offset)) {
-      diverge(index, outcome_text(r.failure, offset), outcome_text(m.failure, m.offset));
+    bool same = m.failure == r.failure && (!r.ok() || m.offset == offset);
+    if (same && r.ok() && !m.pfns.empty()) same = area_pfns(r.addr, m.pfns.size()) == m.pfns;
+    if (same && r.ok() && m.pfns.empty()) same = !vm_->vmalloc_to_pfn(r.addr).has_value();
+    if (!same) diverge(index, outcome_text(r.failure, offset), outcome_text(m.failure, m.offset));
+    return same;
+  }
+
+  // The reference's answer to m, k and h. False, with the divergence recorded, when it disagrees
+  // with the allocator.
+  bool compare_physical(std::uint64_t index, const Op& op, const VmallocResult& r) {
+    if (op.kind == OpKind::kMapRam) return compare_area(index, r, model_->vm_map_ram(op.size));
+    if (op.kind == OpKind::kHuge) return compare_area(index, r, model_->vmalloc_huge(op.size));
+    const reference::RefOutcome m = model_->kmalloc(op.size);
+    const std::uint64_t pfn = r.ok() ? *vm_->phys().virt_to_pfn(r.addr) : 0;
+    if (m.failure != r.failure || (r.ok() && m.pfn != pfn)) {
+      diverge(index, r.ok() ? "pfn " + std::to_string(pfn) : std::string(failure_name(r.failure)),
+              m.ok() ? "pfn " + std::to_string(m.pfn) : std::string(failure_name(m.failure)));
       return false;
     }
     return true;
@@ -202,13 +181,7 @@ class Replayer {
     ++result_.alloc_attempts;
     const VmallocResult v = vm_->vmalloc(op.size, op.align);
     const Allocation a{v.addr, v.ok() ? offset_of(v.addr) : 0, v.failure};
-    if (model_) {
-      const reference::Placement p = model_->alloc(op.size, op.align);
-      if (p.failure != a.failure || (a.ok() && p.offset != a.offset)) {
-        diverge(index, outcome_text(a.failure, a.offset), outcome_text(p.failure, p.offset));
-        return;
-      }
-    }
+    if (model_ && !compare_area(index, v, model_->vmalloc(op.size, op.align))) return;
     ids_[op.id] = IdSlot{a.ok(), OpKind::kAlloc, a.addr, {}};
     if (a.ok()) {
       ++result_.allocs;
@@ -247,23 +220,18 @@ class Replayer {
     }
     if (model_ && slot.kind == OpKind::kKmalloc) {
       const std::uint64_t pfn = *vm_->phys().virt_to_pfn(slot.addr);
-      const auto ms = phys_model_->free_block(pfn, kmalloc_orders_.at(pfn));
-      kmalloc_orders_.erase(pfn);
-      if (ms != reference::PhysFreeStatus::kOk) {
-        diverge(index, "kfree of pfn " + std::to_string(pfn), std::string(reference::phys_free_status_name(ms)));
+      if (!model_->kfree(pfn)) {
+        diverge(index, "kfree of pfn " + std::to_string(pfn), "no such block");
         return;
       }
     } else if (model_ && slot.kind == OpKind::kMapRam) {
-      if (!map_ram_model_->unmap(offset)) {
+      if (!model_->vm_unmap_ram(offset)) {
         diverge(index, "vm_unmap_ram of " + hex(offset), "no such mapping");
         return;
       }
-    } else if (model_) {
-      const reference::FreeStatus ms = model_->free(offset);
-      if (ms != reference::FreeStatus::kOk) {
-        diverge(index, "freed " + hex(offset), "free returned " + std::string(reference::free_status_name(ms)));
-        return;
-      }
+    } else if (model_ && !model_->vfree(offset)) {
+      diverge(index, "freed " + hex(offset), "no such area");
+      return;
     }
     ++result_.frees;
     compare_stats(index);
@@ -298,10 +266,10 @@ class Replayer {
     if (!model_ || stopped_) return;
     if (!always && index % kStatsEvery != 0) return;
     const VirtualSpaceStats s = space_->stats();
-    const reference::ModelStats m = model_->stats();
-    if (vm_->phys().stats().free_pages != phys_model_->free_page_count()) {
+    const reference::ModelStats m = model_->space_stats();
+    if (vm_->phys().stats().free_pages != model_->free_pages()) {
       diverge(index, "free pages " + std::to_string(vm_->phys().stats().free_pages),
-              "free pages " + std::to_string(phys_model_->free_page_count()));
+              "free pages " + std::to_string(model_->free_pages()));
       return;
     }
     if (s.free_bytes != m.free_bytes || s.lazy_bytes != m.lazy_bytes || s.largest_free_bytes != m.largest_free_bytes ||
@@ -349,10 +317,7 @@ class Replayer {
   Backing backing_ = Backing::kNone;
   std::unique_ptr<Vmalloc> vm_;
   VirtualSpace* space_ = nullptr;  // vm_'s address space
-  std::unique_ptr<reference::ReferenceModel> model_;
-  std::unique_ptr<reference::PhysicalModel> phys_model_;
-  std::unique_ptr<reference::VmMapRamModel> map_ram_model_;
-  std::map<std::uint64_t, unsigned> kmalloc_orders_;  // differential: pfn -> order of live kmallocs
+  std::unique_ptr<reference::ReferenceVmalloc> model_;
   std::unordered_map<std::uint64_t, IdSlot> ids_;
   ReplayResult result_;
   bool stopped_ = false;

@@ -1,5 +1,5 @@
-// Replay: runs a vmtrace's ops on a VirtualSpace (and, in differential mode, on the independent
-// ReferenceModel beside it) and records exactly what happened: placements, failures with their
+// Replay: runs a vmtrace's ops on a Vmalloc (and, in differential mode, on the independent
+// ReferenceVmalloc beside it) and records exactly what happened: placements, failures with their
 // kind and the address-space state at that moment, per-op metrics, and the final state.
 //
 // Guarantees: deterministic (same trace, same result, byte for byte in its JSON); streaming (ops are
@@ -58,7 +58,7 @@ class VectorOpSource final : public OpSource {
 };
 
 struct ReplayOptions {
-  bool differential = false;         // run the ReferenceModel beside and stop at the first divergence
+  bool differential = false;         // run ReferenceVmalloc beside and stop at the first divergence
   std::uint64_t check_every = 0;     // run check() every N ops (and at the end); 0 = never
   std::size_t maps_at_failures = 16; // record the address-space map at the first N failures
   bool stop_at_first_failure = false;  // the minimiser only needs the first one
@@ -117,9 +117,9 @@ struct ReplayResult {
 
 // Runs the ops on a Vmalloc built from the header (region, guard, lazy, phys, backing): a, f, p
 // and the physical-memory ops k (kmalloc), m (vm_map_ram of that many fresh pages), h
-// (vmalloc_huge). Throws InputError for a bad trace; for --differential with a backing other than
-// none or with k/m/h ops (the reference model covers the address space only); and, at line 0,
-// when the allocator cannot be created.
+// (vmalloc_huge). Differential mode follows every op in every backing (in anon/memfd the pfns of
+// each area are compared too). Throws InputError for a bad trace and, at line 0, when the
+// allocator cannot be created.
 [[nodiscard]] ReplayResult replay(OpSource& source, const ReplayOptions& options);
 
 // The result as the public JSON object (harness/TRACE_FORMAT.md, "Replay results"). Deterministic.

@@ -17,7 +17,7 @@ def progress(message):
 # Build: meson/ninja, both compilers, clang's sanitizer and libFuzzer runtimes.
 # Libraries: GoogleTest/GoogleMock, Google Benchmark, Boost (Boost.Container), nlohmann/json (results
 # JSON), CLI11 (the C++ command line).
-# Python side (Debian's /usr/bin/python3 only): pytest, jinja2, rich.
+# Python side (Debian's /usr/bin/python3 only): pytest, jinja2, rich, scipy (hunt-eval statistics).
 # Benchmarks: libbenchmark-tools is Google Benchmark's compare.py (/usr/share/benchmark/compare.py,
 # U test between two `scripts/vmfrag bench` JSON files); it imports scipy and numpy but its Debian
 # package does not depend on them.

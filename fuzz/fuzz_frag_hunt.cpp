@@ -1,0 +1,62 @@
+// libFuzzer target: the fragmentation hunt (harness/hunt/frag_hunt.h). Decodes the input with the
+// hunt's fixed config (region 1 MiB, guard 1, lazy 0, page alignment, 1-15 pages, backing none),
+// runs it on the address space, and steers libFuzzer toward fragmentation with state features in
+// the extra-counters section. Environment:
+//   VMFRAG_HUNT_FEATURES=0  no state features (coverage only: the evaluation's second arm)
+//   VMFRAG_FINDINGS_DIR=D   write findings (the severity ladder) as vmtrace files into D
+//   VMFRAG_HUNT_PROGRESS=1  print a line on stderr at each new best severity
+// An allocator failure below the Robson/Knuth floor aborts (an allocator bug).
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "harness/decode/op_mutator.h"
+#include "harness/hunt/frag_hunt.h"
+
+// libFuzzer reads this section as extra coverage. `used` keeps it when nothing else refers to it
+// (clang drops it silently otherwise; a test checks __start___libfuzzer_extra_counters exists).
+// Internal linkage: g++ ignores `used` (with a warning) on an external array.
+__attribute__((used, section("__libfuzzer_extra_counters"))) static std::uint8_t
+    vmfrag_hunt_counters[vmfrag::kHuntCounterCount];
+
+namespace {
+bool g_features = true;
+std::unique_ptr<vmfrag::FindingWriter> g_writer;
+std::unique_ptr<vmfrag::HuntProgress> g_progress;
+vmfrag::HuntSpace g_space;
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  const char* features = std::getenv("VMFRAG_HUNT_FEATURES");
+  g_features = features == nullptr || std::strcmp(features, "0") != 0;
+  if (const char* dir = std::getenv("VMFRAG_FINDINGS_DIR"); dir != nullptr && *dir != '\0')
+    g_writer = std::make_unique<vmfrag::FindingWriter>(dir);
+  if (const char* p = std::getenv("VMFRAG_HUNT_PROGRESS"); p != nullptr && std::strcmp(p, "1") == 0)
+    g_progress = std::make_unique<vmfrag::HuntProgress>();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static const vmfrag::DecodeConfig config = vmfrag::hunt_decode_config();
+  const vmfrag::DecodedInput input = vmfrag::decode_input({data, size}, config);
+  const vmfrag::HuntRun run =
+      vmfrag::run_hunt(input, g_features ? std::span<std::uint8_t>(vmfrag_hunt_counters) : std::span<std::uint8_t>{},
+                       &g_space);
+  if (g_progress) g_progress->note(run);
+  if (run.finding && g_writer) (void)g_writer->offer(input, *run.finding);
+  return 0;
+}
+
+#ifdef VMFRAG_FUZZING
+// Half the mutations at op granularity (harness/decode/op_mutator.h), half libFuzzer's own
+// byte-level ones (which also apply the dictionary).
+extern "C" std::size_t LLVMFuzzerMutate(std::uint8_t* data, std::size_t size, std::size_t max_size);
+extern "C" std::size_t LLVMFuzzerCustomMutator(std::uint8_t* data, std::size_t size, std::size_t max_size,
+                                               unsigned int seed) {
+  if (seed % 2 == 0) return LLVMFuzzerMutate(data, size, max_size);
+  static const vmfrag::DecodeConfig config = vmfrag::hunt_decode_config();
+  return vmfrag::mutate_records(data, size, max_size, seed / 2, config);
+}
+#endif

@@ -1,0 +1,30 @@
+// libFuzzer target: decoded ops (every kind, header from the input, backing memfd) on the real
+// Vmalloc beside ReferenceVmalloc, compared after every op, check() after every op, and misuse
+// issued on purpose (harness/replay/ops_check.h). Any disagreement aborts with the op index.
+#include <cinttypes>
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/core/assert.h"
+#include "harness/decode/op_mutator.h"
+#include "harness/replay/ops_check.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static const vmfrag::DecodeConfig config = vmfrag::ops_decode_config();
+  static vmfrag::OpsInstances instances;  // allocators reused between inputs (see ops_check.h)
+  const vmfrag::OpsCheckResult r = vmfrag::run_ops_check(vmfrag::decode_input({data, size}, config), {}, &instances);
+  VMF_CHECK(r.ok(), "fuzz_ops: op %" PRIu64 ": %s", r.op, r.problem.c_str());
+  return 0;
+}
+
+#ifdef VMFRAG_FUZZING
+// Half the mutations at op granularity (harness/decode/op_mutator.h), half libFuzzer's own
+// byte-level ones (which also apply the dictionary).
+extern "C" std::size_t LLVMFuzzerMutate(std::uint8_t* data, std::size_t size, std::size_t max_size);
+extern "C" std::size_t LLVMFuzzerCustomMutator(std::uint8_t* data, std::size_t size, std::size_t max_size,
+                                               unsigned int seed) {
+  if (seed % 2 == 0) return LLVMFuzzerMutate(data, size, max_size);
+  static const vmfrag::DecodeConfig config = vmfrag::ops_decode_config();
+  return vmfrag::mutate_records(data, size, max_size, seed / 2, config);
+}
+#endif
