@@ -9,12 +9,15 @@
 #include <cinttypes>
 #include <cstdio>
 #include <iostream>
+#include <iterator>
+#include <span>
 #include <new>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "allocator/os/fault_injection.h"
 #include "allocator/vspace/virtual_space.h"
+#include "harness/decode/op_decoder.h"
 #include "harness/files/input_file.h"
 #include "harness/files/output_file.h"
 #include "harness/minimize/minimizer.h"
@@ -212,6 +215,23 @@ int cmd_import(const std::string& path, const std::string& out_path, const std::
   return kExitOk;
 }
 
+// decode: a fuzz input (any bytes) as the vmtrace the target replays, so every crash, finding or
+// corpus entry can be read, replayed and minimised like any trace.
+int cmd_decode(const std::string& path, const std::string& target, const std::string& out_path) {
+  DecodeConfig config;
+  if (target == "frag_hunt") config = hunt_decode_config();
+  else if (target == "ops") config = ops_decode_config();
+  else throw InputError("<args>", 0, "--target " + target + ": expected frag_hunt or ops");
+  InputFile in(path, "fuzz input");
+  OutputFile out(out_path, {input_ref(in)});
+  std::string bytes((std::istreambuf_iterator<char>(in.stream())), std::istreambuf_iterator<char>());
+  const DecodedInput decoded = decode_input(
+      std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()), config);
+  (void)write_decoded_trace(out.stream(), decoded, "decoded by vmfrag decode from " + path + " (" + target + ")");
+  out.commit();
+  return kExitOk;
+}
+
 int cmd_workloads(bool json) {
   if (json) {
     nlohmann::ordered_json list = nlohmann::ordered_json::array();
@@ -293,6 +313,13 @@ int run(int argc, char** argv) {
                                          "suggested heap size, at least 64K)")->type_name("SIZE");
   ml_cmd->add_option("-o,--output", out_path, "output file (default standard output)")->type_name("FILE");
 
+  std::string decode_target = "frag_hunt";
+  auto* dec_cmd = app.add_subcommand("decode", "a fuzz input (any bytes) as the vmtrace its target replays");
+  dec_cmd->add_option("INPUT", trace, "fuzz input: a corpus entry, crash or finding, or - for standard input")
+      ->required();
+  dec_cmd->add_option("--target", decode_target, "whose decoder: frag_hunt (default) or ops");
+  dec_cmd->add_option("-o,--output", out_path, "output file (default standard output)")->type_name("FILE");
+
   auto* wl_cmd = app.add_subcommand("workloads", "list the workloads gen knows");
   wl_cmd->add_flag("--json", json, "as JSON");
 
@@ -326,6 +353,8 @@ int run(int argc, char** argv) {
       o.region_bytes = region.empty() ? 0 : parse_region_arg("--region", region, kMinRegionBytes, kMaxRegionBytes);
       code = cmd_import(trace, out_path, "import-malloclab",
                         [&](std::istream& in, OpSink& sink) { (void)import_malloclab(in, trace, sink, o); });
+    } else if (*dec_cmd) {
+      code = cmd_decode(trace, decode_target, out_path);
     } else if (*wl_cmd) {
       code = cmd_workloads(json);
     }

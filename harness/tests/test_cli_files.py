@@ -46,6 +46,7 @@ def inputs(tmp_path):
     (d / "t.vmtrace").write_text(TRACE)
     (d / "x.rep").write_text(MALLOCLAB)
     (d / "v.txt").write_text(VMALLOCINFO)
+    (d / "f.bin").write_bytes(bytes(range(256)) * 3)  # any bytes are a fuzz input
     return d
 
 
@@ -57,6 +58,7 @@ WRITERS = {
     "minimize": (lambda d, out: ["minimize", d / "t.vmtrace", "-o", out], "t.vmtrace"),
     "import-malloclab": (lambda d, out: ["import-malloclab", d / "x.rep", "-o", out], "x.rep"),
     "import-vmallocinfo": (lambda d, out: ["import-vmallocinfo", d / "v.txt", "-o", out], "v.txt"),
+    "decode": (lambda d, out: ["decode", d / "f.bin", "--target", "ops", "-o", out], "f.bin"),
 }
 READERS = {k: v for k, v in WRITERS.items() if v[1] is not None}
 
@@ -294,7 +296,12 @@ def test_a_killed_writer_leaves_no_temporary_and_the_target_intact(cli, tmp_path
     # Wait until the temporary holds data (named: visible; unnamed: in /proc/PID/fd), then signal.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        fds = [os.readlink(f"/proc/{p.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{p.pid}/fd")]
+        fds = []
+        for fd in os.listdir(f"/proc/{p.pid}/fd"):
+            try:
+                fds.append(os.readlink(f"/proc/{p.pid}/fd/{fd}"))
+            except FileNotFoundError:  # closed between listdir and readlink
+                pass
         if any(("vmfrag-" in f or "#" in f or "(deleted)" in f) for f in fds if f.startswith(str(tmp_path))):
             break
         time.sleep(0.02)
@@ -323,3 +330,18 @@ def test_fail_os_injects_one_os_failure_into_a_replay(cli, tmp_path):
         assert r.returncode == 2 and first_line(r).startswith(f"vmfrag: error: --fail-os: {message}"), r.stderr
     r = run(cli, "replay", t, "--fail-os", "map_shared:1", "--differential")
     assert r.returncode == 2 and "cannot be combined with --differential" in r.stderr
+
+
+@pytest.mark.parametrize("target,header", [("frag_hunt", "region 1M\nguard 1\nlazy 0\n"), ("ops", None)])
+def test_decode_turns_any_fuzz_input_into_a_trace_that_replays(cli, inputs, tmp_path, target, header):
+    out = tmp_path / "d.vmtrace"
+    r = run(cli, "decode", inputs / "f.bin", "--target", target, "-o", out)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert text.startswith(f"# decoded by vmfrag decode from {inputs / 'f.bin'} ({target})\nvmtrace 1\n")
+    if header:
+        assert header in text
+    r = run(cli, "replay", out, "--differential", "--check-every", 1)
+    assert r.returncode == 0, r.stderr
+    r = run(cli, "decode", inputs / "f.bin", "--target", "bogus")
+    assert r.returncode == 2 and first_line(r) == "vmfrag: error: --target bogus: expected frag_hunt or ops"

@@ -37,7 +37,11 @@ def test_usage_errors_exit_2_with_one_line(repo):
                           (["ci", "--seeds", "0"], "'0' is not a whole number from 1 to 1000"),
                           (["ci", "--seeds", "-1"], "'-1' is not a whole number from 1 to 1000"),
                           (["ci", "--ops", "-1"], "'-1' is not a whole number from 1 to 1000000000"),
-                          (["test", "--flavour", "nope"], "invalid choice: 'nope'")):
+                          (["test", "--flavour", "nope"], "invalid choice: 'nope'"),
+                          (["fuzz", "fuzz_ops", "--seconds", "0"], "'0' is not a whole number from 1 to 604800"),
+                          (["fuzz", "nope"], "invalid choice: 'nope'"),
+                          (["hunt-eval", "--trials", "0"], "'0' is not a whole number from 1 to 1000"),
+                          (["hunt-eval", "--threshold", "2"], "'2' is not a number from 0.0 to 1.0")):
         r = vmfrag(repo, *args)
         assert r.returncode == 2, args
         assert r.stderr.startswith("vmfrag: error: argument ") and message in r.stderr, r.stderr

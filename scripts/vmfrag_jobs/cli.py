@@ -11,6 +11,7 @@ import signal
 import sys
 
 from . import bootstrap, build, kernel_job, paths, testing
+from .arguments import bounded_int
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -27,22 +28,9 @@ FORWARDED = {
     "minimize": "shrink a failing trace, keeping its first failure kind",
     "import-vmallocinfo": "turn a /proc/vmallocinfo snapshot into a trace",
     "import-malloclab": "turn a CS:APP malloc-lab .rep trace into a vmtrace",
+    "decode": "a fuzz input (any bytes) as the vmtrace its target replays",
     "workloads": "list the workloads gen knows",
 }
-
-
-def bounded_int(lo, hi):
-    """An argparse type: a whole number in [lo, hi], the range stated in the error."""
-    def parse(text):
-        try:
-            value = int(text, 10)
-        except ValueError:
-            value = None
-        if value is None or not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number from {lo} to {hi}")
-        return value
-    parse.__name__ = "number"
-    return parse
 
 
 def prepare(flavour_names=("release",)):
@@ -128,8 +116,17 @@ def parser():
                    help="where ci.json and the traces go (default results/)")
     s.set_defaults(func=cmd_ci)
 
-    from . import report
+    from . import fuzz_job, hunt_eval, report
     report.add_report_parser(sub)
+
+    s = sub.add_parser("fuzz", help="run one libFuzzer target for a time budget; findings as vmtrace files")
+    fuzz_job.add_arguments(s)
+    s.set_defaults(func=lambda a: fuzz_job.main_with(a))
+
+    s = sub.add_parser("hunt-eval", help="fuzz_frag_hunt with/without state features vs blind search, "
+                                         "trials x CPU seconds, Mann-Whitney U and A12")
+    hunt_eval.add_arguments(s)
+    s.set_defaults(func=lambda a: hunt_eval.main_with(a))
     kernel_job.add_kernel_parsers(sub, bounded_int)
 
     s = sub.add_parser("bench", help="the Google Benchmark suites (bench/): JSON, summary beside issue 12's goals")

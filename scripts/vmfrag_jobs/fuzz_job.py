@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import build, paths
+from . import bootstrap, build, paths
+from .arguments import bounded_int
 
 TARGETS = {"fuzz_trace_parser": "trace_parser", "fuzz_frag_hunt": "frag_hunt", "fuzz_ops": "ops"}
 MAX_LEN = {"fuzz_trace_parser": 4096, "fuzz_frag_hunt": 1536, "fuzz_ops": 1024}
@@ -172,22 +173,28 @@ def summary_text(s):
     return "\n".join(lines)
 
 
-def parser():
-    p = argparse.ArgumentParser(prog="vmfrag fuzz", description="run one libFuzzer target for a time budget")
+def add_arguments(p):
     p.add_argument("target", choices=sorted(TARGETS))
-    p.add_argument("--seconds", type=int, default=60)
-    p.add_argument("--jobs", type=int, default=1, help="parallel fuzzing processes (libFuzzer -fork)")
-    p.add_argument("--corpus", help="working corpus directory (default: OUT/corpus)")
-    p.add_argument("--out", help="results directory (default: results/fuzz/TARGET)")
-    p.add_argument("--runs", type=int, help="stop after this many runs (for tests)")
-    p.add_argument("--seed", type=int, help="libFuzzer -seed")
+    p.add_argument("--seconds", type=bounded_int(1, 7 * 86400), default=60, metavar="N",
+                   help="wall-clock budget, 1 to 604800 (default 60)")
+    p.add_argument("--jobs", type=bounded_int(1, 256), default=1, metavar="J",
+                   help="parallel fuzzing processes (libFuzzer -fork), 1 to 256 (default 1)")
+    p.add_argument("--corpus", metavar="DIR", help="working corpus directory (default: OUT/corpus)")
+    p.add_argument("--out", metavar="DIR", help="results directory (default: results/fuzz/TARGET)")
+    p.add_argument("--runs", type=bounded_int(1, 10**12), metavar="N", help="stop after this many runs (for tests)")
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), metavar="S", help="libFuzzer -seed, 0 to 4294967295")
     p.add_argument("--no-features", action="store_true", help="fuzz_frag_hunt without its state features")
     p.add_argument("--no-build", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
-def main(argv):
-    a = parser().parse_args(argv)
+def parser():
+    return add_arguments(argparse.ArgumentParser(prog="vmfrag fuzz",
+                                                 description="run one libFuzzer target for a time budget"))
+
+
+def main_with(a):
+    bootstrap.ensure_packages()
     try:
         s = run(a.target, a.seconds, a.jobs, a.corpus, a.out, a.runs, a.seed, not a.no_features, do_build=not a.no_build)
     except build.BuildError as e:
@@ -195,6 +202,10 @@ def main(argv):
         return 1
     # A crash is a job failure; findings are results.
     return 1 if s["crashes"] else 0
+
+
+def main(argv):
+    return main_with(parser().parse_args(argv))
 
 
 if __name__ == "__main__":

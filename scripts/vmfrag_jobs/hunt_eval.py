@@ -40,7 +40,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import build, paths
+from . import bootstrap, build, paths
+from .arguments import bounded_float, bounded_int
 
 ARMS = ("features", "no_features", "blind")
 FLOOR_M16 = math.log(2) / sum(1 / i for i in range(1, 17))
@@ -244,26 +245,34 @@ def run(trials=10, cpu_seconds=600, out=None, threshold=0.6, seed_base=1, parall
     return result
 
 
-def parser():
-    p = argparse.ArgumentParser(prog="vmfrag hunt-eval", description=__doc__.split("\n")[0])
-    p.add_argument("--trials", type=int, default=10)
-    p.add_argument("--seconds", type=int, default=600, help="CPU seconds per trial")
-    p.add_argument("--out", help="results directory (default results/hunt-eval)")
-    p.add_argument("--threshold", type=float, default=0.6)
-    p.add_argument("--seed-base", type=int, default=1)
-    p.add_argument("--parallel", type=int, default=1, help="trials run at once (budgets are CPU time)")
-    p.add_argument("--arms", default=",".join(ARMS))
+def add_arguments(p):
+    p.add_argument("--trials", type=bounded_int(1, 1000), default=10, metavar="N",
+                   help="trials per arm, 1 to 1000 (default 10; the field's minimum)")
+    p.add_argument("--seconds", type=bounded_int(1, 86400), default=600, metavar="S",
+                   help="CPU seconds per trial, 1 to 86400 (default 600)")
+    p.add_argument("--out", metavar="DIR", help="results directory (default results/hunt-eval)")
+    p.add_argument("--threshold", type=bounded_float(0.0, 1.0), default=0.6, metavar="X",
+                   help="severity a trial must reach, 0 to 1 (default 0.6)")
+    p.add_argument("--seed-base", type=bounded_int(0, 2**32 - 1000), default=1, metavar="S",
+                   help="seed of the first trial (trial i uses S + i)")
+    p.add_argument("--parallel", type=bounded_int(1, 256), default=1, metavar="P",
+                   help="trials run at once, 1 to 256 (budgets are CPU time)")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
     p.add_argument("--seed-corpus", action="store_true", help="start the fuzzing arms from corpus/frag_hunt")
     p.add_argument("--no-build", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
-def main(argv):
-    a = parser().parse_args(argv)
+def parser():
+    return add_arguments(argparse.ArgumentParser(prog="vmfrag hunt-eval", description=__doc__.split("\n")[0]))
+
+
+def main_with(a):
     arms = tuple(x for x in a.arms.split(",") if x)
-    if any(x not in ARMS for x in arms) or a.trials < 1 or a.seconds < 1:
-        print(f"vmfrag: error: --arms takes {','.join(ARMS)}; --trials and --seconds >= 1", file=sys.stderr)
+    if not arms or any(x not in ARMS for x in arms):
+        print(f"vmfrag: error: --arms takes a comma-separated subset of {','.join(ARMS)}", file=sys.stderr)
         return 2
+    bootstrap.ensure_packages()
     try:
         run(a.trials, a.seconds, a.out, a.threshold, a.seed_base, a.parallel, arms, do_build=not a.no_build,
             seed_corpus=a.seed_corpus)
@@ -271,6 +280,10 @@ def main(argv):
         print(f"vmfrag: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv):
+    return main_with(parser().parse_args(argv))
 
 
 if __name__ == "__main__":
