@@ -50,13 +50,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 }
 
 #ifdef VMFRAG_FUZZING
-// Half the mutations at op granularity (harness/decode/op_mutator.h), half libFuzzer's own
-// byte-level ones (which also apply the dictionary).
 extern "C" std::size_t LLVMFuzzerMutate(std::uint8_t* data, std::size_t size, std::size_t max_size);
 extern "C" std::size_t LLVMFuzzerCustomMutator(std::uint8_t* data, std::size_t size, std::size_t max_size,
                                                unsigned int seed) {
-  if (seed % 2 == 0) return LLVMFuzzerMutate(data, size, max_size);
   static const vmfrag::DecodeConfig config = vmfrag::hunt_decode_config();
-  return vmfrag::mutate_records(data, size, max_size, seed / 2, config);
+  return vmfrag::mutate_half_by_records(data, size, max_size, seed, config, LLVMFuzzerMutate);
 }
 #endif

@@ -24,4 +24,15 @@ namespace vmfrag {
 [[nodiscard]] std::size_t mutate_records(std::uint8_t* data, std::size_t size, std::size_t max_size, unsigned seed,
                                          const DecodeConfig& config);
 
+// The targets' LLVMFuzzerCustomMutator: half the mutations at op granularity (mutate_records, odd
+// seeds), half libFuzzer's own byte-level ones (`byte_mutate` = LLVMFuzzerMutate, which also
+// applies the dictionary; even seeds).
+using ByteMutator = std::size_t (*)(std::uint8_t* data, std::size_t size, std::size_t max_size);
+[[nodiscard]] inline std::size_t mutate_half_by_records(std::uint8_t* data, std::size_t size, std::size_t max_size,
+                                                        unsigned seed, const DecodeConfig& config,
+                                                        ByteMutator byte_mutate) {
+  if (seed % 2 == 0) return byte_mutate(data, size, max_size);
+  return mutate_records(data, size, max_size, seed / 2, config);
+}
+
 }  // namespace vmfrag
