@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   vmfrag::bench::register_page_fault_benchmarks(preset);
   vmfrag::bench::register_tlb_benchmarks(preset);
   vmfrag::bench::register_test_vmalloc_benchmarks(preset);
+  vmfrag::bench::register_thread_scaling_benchmarks(preset);
 
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
