@@ -94,21 +94,30 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     assert capsys.readouterr().err == "vmfrag: interrupted\n"
 
 
-def test_interrupted_ci_leaves_nothing_that_looks_current(monkeypatch, tmp_path):
-    (tmp_path / "ci.json").write_text("{}")  # an earlier run's summary
-    seen = {}
+def test_interrupted_ci_shows_as_unfinished_and_leaves_no_partial_file(monkeypatch, tmp_path):
+    # Each run has a directory of its own, so nothing stale can look current; what an interrupted
+    # run must not do is look finished, or leave a half-written file behind.
+    monkeypatch.setattr(ci_job.bootstrap, "ensure_packages", lambda: [])
+    monkeypatch.setattr(ci_job.build, "build", lambda flavour, log=None: None)
 
-    def interrupted(args, out_dir, summary_path, partial):
-        (partial / "half.vmtrace").write_text("vmtrace 1\n")
-        seen["partial"] = partial
+    def interrupted(self):
+        (self.out / "bugs").mkdir()
         raise KeyboardInterrupt
-
-    monkeypatch.setattr(ci_job, "_run", interrupted)
+    monkeypatch.setattr(ci_job.CiRun, "step_regressions", interrupted)
+    args = cli.parser().parse_args(["ci", "--out", str(tmp_path / "run"), "--no-history"])
     with pytest.raises(KeyboardInterrupt):
-        ci_job.run(argparse.Namespace(out=str(tmp_path), seeds=1, ops=None))
-    assert not (tmp_path / "ci.json").exists()
-    assert not seen["partial"].exists()
-    assert list(tmp_path.iterdir()) == []
+        ci_job.run(args)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["finished"] is None and run["exit_code"] is None
+    assert [s["status"] for s in run["steps"]][:2] == ["done", "pending"]
+    assert not [p for p in (tmp_path / "run").rglob("*") if p.name.endswith((".tmp", ".partial"))]
+
+
+def test_ci_refuses_an_out_directory_with_an_earlier_run(repo, tmp_path):
+    (tmp_path / "ci.json").write_text("{}")
+    r = vmfrag(repo, "ci", "--out", str(tmp_path))
+    assert r.returncode == 2 and "not empty" in r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["ci.json"]
 
 
 def test_bootstrap_sees_installed_packages_and_reports_missing_ones():

@@ -11,7 +11,7 @@ import signal
 import sys
 
 from . import bootstrap, build, kernel_job, paths, testing
-from .arguments import bounded_int
+from .arguments import bounded_float, bounded_int
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -63,9 +63,6 @@ def cmd_test(args):
 
 def cmd_ci(args):
     from . import ci_job
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        print(f"vmfrag: error: --out {args.out}: not a directory", file=sys.stderr)
-        return EXIT_USAGE
     return ci_job.run(args)
 
 
@@ -107,13 +104,11 @@ def parser():
     s.add_argument("--no-pytest", action="store_true", help="skip the pytest suites")
     s.set_defaults(func=cmd_test)
 
-    s = sub.add_parser("ci", help="the main job: build, test suites, workloads with differential replay")
-    s.add_argument("--seeds", type=bounded_int(1, 1000), default=3, metavar="N",
-                   help="seeds per workload, 1 to 1000 (default 3)")
-    s.add_argument("--ops", type=bounded_int(1, 10**9), default=None, metavar="N",
-                   help="ops per workload, 1 to 1000000000 (default: each workload's own)")
-    s.add_argument("--out", default=str(paths.RESULTS), metavar="DIR",
-                   help="where ci.json and the traces go (default results/)")
+    from . import ci_job
+    s = sub.add_parser("ci", help="the main job: regressions, fuzzing, workloads and benchmarks within a time "
+                                  "budget, then the HTML report", description=ci_job.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ci_job.add_arguments(s, bounded_int, bounded_float)
     s.set_defaults(func=cmd_ci)
 
     from . import fuzz_job, hunt_eval, report

@@ -25,7 +25,7 @@ GOOGLE_BENCHMARK = "google-benchmark"
 
 LEGACY = 0
 # The highest version of each format this reader understands.
-CURRENT_VERSION = {RUN: 1, CI: 1, REPLAY: 1, TIMELINE: 1, FINDING: 1, BUG: 1, FUZZ_STATS: 1,
+CURRENT_VERSION = {RUN: 1, CI: 2, REPLAY: 1, TIMELINE: 1, FINDING: 1, BUG: 1, FUZZ_STATS: 1,
                    HUNT_EVAL: 1, BENCH_RATIOS: 1, GOOGLE_BENCHMARK: 1}
 
 JOB_KINDS = ("ci", "nightly", "adhoc")
@@ -126,10 +126,20 @@ def validate_ci(obj, where, version):
             p += check_fields(rec, {"workload": STR, "seed": INT, "status": STR}, f"{where} workload {i}")
         return p
     p = check_fields(obj, {"workloads": LIST}, where) + check_provenance(obj, where)
+    # Version 2 (the budgeted ci of issue 14): a unit the budget left out is "not-run"; the
+    # regressions, fuzz and bench steps have records of their own.
+    statuses = ("ok", "divergence", "error") + (("not-run",) if version >= 2 else ())
+    if version >= 2:
+        p += check_fields(obj, {"budget": DICT, "regressions": LIST, "fuzz": LIST, "bench": OPT_DICT,
+                                "bugs": LIST}, where)
+        for i, rec in enumerate(obj.get("regressions") or []):
+            p += check_fields(rec, {"target": STR, "inputs": INT, "status": STR, "bugs": LIST}, f"{where} regressions {i}")
+        for i, rec in enumerate(obj.get("fuzz") or []):
+            p += check_fields(rec, {"target": STR, "execs": INT, "crashes": LIST, "findings": LIST}, f"{where} fuzz {i}")
     for i, rec in enumerate(obj.get("workloads") or []):
         p += check_fields(rec, {"workload": STR, "seed": INT, "status": STR, "replay": OPT_STR,
                                 "timeline": OPT_STR, "trace": OPT_STR}, f"{where} workload {i}")
-        p += check_choice(rec, "status", ("ok", "divergence", "error"), f"{where} workload {i}")
+        p += check_choice(rec, "status", statuses, f"{where} workload {i}")
     return p
 
 

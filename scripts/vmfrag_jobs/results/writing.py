@@ -135,3 +135,32 @@ class RunManifest:
     def finish(self, exit_code):
         self.doc.update(finished=now_iso(), exit_code=exit_code)
         self.save()
+
+
+def new_run_directory(parent, job):
+    """A fresh directory for one run of `job`: PARENT/<job>-<UTC time>[-N]/, never an existing one."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(1000):
+        candidate = parent / (f"{job}-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: no free run directory name for {job}-{stamp}")
+
+
+def point_latest(parent, run_dir):
+    """PARENT/latest becomes a relative symlink to run_dir, replaced atomically (a symlink beside
+    it, renamed over it), so a reader sees the old run or the new one, never neither. Anything else
+    already called `latest` (a directory a user made) is left alone and False returned."""
+    link = Path(parent) / "latest"
+    if link.exists() and not link.is_symlink():
+        return False
+    tmp = link.with_name(f".latest.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(run_dir, link.parent), tmp)
+    os.replace(tmp, link)
+    return True

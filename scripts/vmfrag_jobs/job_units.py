@@ -1,0 +1,227 @@
+"""The units of work the ci and nightly jobs are made of. Each runs C++ tools or libFuzzer (never
+allocator logic of its own), writes what it produced under the directory it is given, and returns
+one JSON-ready record that says what happened.
+
+  replay_regressions  corpus/regressions/ through the sanitizer (fuzz) flavour's targets
+  run_workload        `vmfrag gen` + `vmfrag replay --differential --check-every`
+  run_fuzz            one libFuzzer target for a time slice (fuzz_job.run)
+  run_quick_bench     vmfrag_bench's quick set (bench_job)
+
+What a workload run keeps is decided here, once, for both jobs: a clean run keeps only its record
+(its trace is `vmfrag gen W --seed S --ops N` away); a run that failed an allocation, diverged
+from the reference model, broke an invariant or errored keeps its trace, its replay JSON (the
+address-space map at its first failure) and its timeline.
+"""
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from . import bench_results, build, fuzz_job, paths
+from .results.writing import write_atomically
+
+# The release flavour's CLI; the sanitizer flavour is `fuzz` (clang, ASan+UBSan, libFuzzer).
+RELEASE_CLI = ("harness", "cli", "vmfrag")
+# Which fuzz target replays which regressions directory (corpus/regressions/<name>).
+REGRESSION_TARGETS = {"fuzz_trace_parser": "trace_parser", "fuzz_frag_hunt": "frag_hunt", "fuzz_ops": "ops"}
+# The fuzz_ops built against the allocator with the planted coalescing bug (-Dplanted_bug_test):
+# ci --planted-bug runs it in fuzz_ops's place, so tests can see a real bug reach the report.
+PLANTED_OPS_TARGET = "fuzz_ops_planted"
+# check() every this many ops during a workload replay: catches a broken invariant near where it
+# broke without making check() (O(n) in live areas) the cost of the run.
+CHECK_EVERY = 1000
+SANITIZER_LINE = re.compile(r"==\d+==ERROR: (\w+Sanitizer): (.*)|(\S+:\d+:\d+: runtime error: .*)")
+FRAME_LINE = re.compile(r"^\s+#(\d+) 0x[0-9a-f]+ in (.+?)(?: /\S+)?$")
+DEADLY_LINE = re.compile(r"==\d+== ERROR: libFuzzer: (.*)")
+
+
+def release_tool(*parts):
+    return paths.build_dir("release").joinpath(*parts)
+
+
+def fuzz_tool(name):
+    return paths.build_dir("fuzz") / "fuzz" / name
+
+
+def list_workloads():
+    out = subprocess.run([str(release_tool(*RELEASE_CLI)), "workloads", "--json"], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+# ----------------------------------------------------------------------------------- regressions
+
+def sanitizer_summary(log):
+    """(kind, title, top frames) of the first sanitizer or libFuzzer report in `log`, or None."""
+    kind = title = None
+    frames = []
+    for line in log.splitlines():
+        if title is None:
+            m = SANITIZER_LINE.search(line)
+            if m:
+                kind, title = "sanitizer", (f"{m.group(1)}: {m.group(2)}" if m.group(1) else m.group(3))
+                continue
+            m = DEADLY_LINE.search(line)
+            if m:
+                what = m.group(1)
+                kind = "timeout" if "timeout" in what else "oom" if "out-of-memory" in what else "crash"
+                title = f"libFuzzer: {what}"
+                continue
+        else:
+            m = FRAME_LINE.match(line)
+            if m and len(frames) < 8:
+                frames.append(m.group(2))
+            elif frames and not line.strip():
+                break
+    if title is None:
+        return None
+    return kind, title.strip(), frames
+
+
+def bug_id(title, frames):
+    """A stable id for one bug: its title without addresses, and its top three frames."""
+    import hashlib
+    key = re.sub(r"0x[0-9a-f]+", "ADDR", title) + "|" + "|".join(frames[:3])
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def replay_regressions(out_dir: Path, provenance, planted=False):
+    """Replays every corpus/regressions/<name>/ input through its sanitizer-instrumented target
+    (libFuzzer -runs=0: no mutation). Any crash, sanitizer report or failed check is a bug:
+    written to out_dir/bugs/<id>.json (vmfrag-bug) with the input as reproducer. Returns the records."""
+    records = []
+    for target, name in REGRESSION_TARGETS.items():
+        binary_name = PLANTED_OPS_TARGET if planted and target == "fuzz_ops" else target
+        inputs = paths.REPO / "corpus" / "regressions" / name
+        files = sorted(p for p in inputs.iterdir() if p.is_file()) if inputs.is_dir() else []
+        rec = {"target": binary_name, "inputs": len(files), "status": "ok", "bugs": []}
+        for f in files:
+            cmd = [str(fuzz_tool(binary_name)), "-runs=0", str(f)]
+            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                               env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
+            if r.returncode == 0:
+                continue
+            bug = bug_record(r.stdout, f, cmd, provenance, default_title=f"{binary_name} exited {r.returncode}")
+            path = out_dir / "bugs" / f"{bug['id']}.json"
+            write_atomically(path, json.dumps(bug, indent=2) + "\n")
+            (out_dir / "bugs" / f"{bug['id']}.log").write_text(r.stdout)
+            rec["status"] = "bug"
+            rec["bugs"].append({"input": f.relative_to(paths.REPO).as_posix(), "bug": f"bugs/{bug['id']}.json",
+                                "title": bug["title"]})
+        records.append(rec)
+    return records
+
+
+def bug_record(log, reproducer: Path, cmd, provenance, default_title):
+    summary = sanitizer_summary(log)
+    if summary is None:
+        # A failed check of the target itself (fuzz_ops: "op N: ..."), then abort: its last line says what.
+        last = next((ln for ln in reversed(log.splitlines()) if ln.strip() and not ln.startswith(("INFO:", "MS:"))),
+                    default_title)
+        summary = ("invariant-violation" if "check" in last else "crash", last.strip()[:300], [])
+    kind, title, frames = summary
+    rel = reproducer.relative_to(paths.REPO).as_posix() if reproducer.is_relative_to(paths.REPO) else str(reproducer)
+    return {"format": "vmfrag-bug", "version": 1, "id": bug_id(title, frames), "kind": kind, "title": title,
+            "reproducer": rel, "command": " ".join(cmd), "stack": frames, "provenance": provenance}
+
+
+# -------------------------------------------------------------------------------------- workloads
+
+def run_workload(name, seed, ops, out_dir: Path, check_every=CHECK_EVERY):
+    """Generates and replays one workload with the reference model beside it; returns its record.
+    Traces, replay JSON and timeline go to out_dir/traces/ and stay only when there is something to
+    look at (see the module comment)."""
+    traces = out_dir / "traces"
+    traces.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}-seed{seed}"
+    trace, replay_json, timeline = (traces / f"{stem}.vmtrace", traces / f"{stem}.replay.json",
+                                    traces / f"{stem}.timeline.jsonl")
+    cli = str(release_tool(*RELEASE_CLI))
+    gen = [cli, "gen", name, "--seed", str(seed), "-o", str(trace)] + (["--ops", str(ops)] if ops else [])
+    rec = {"workload": name, "seed": seed, "ops_requested": ops, "trace": None, "replay": None, "timeline": None}
+    started = time.monotonic()
+    g = subprocess.run(gen, capture_output=True, text=True, cwd=paths.REPO)
+    if g.returncode != 0:
+        rec.update(status="error", error=g.stderr.strip(), seconds=round(time.monotonic() - started, 3))
+        return rec
+    r = subprocess.run([cli, "replay", str(trace), "--json", "--differential", "--maps", "1",
+                        "--check-every", str(check_every), "--timeline", str(timeline)],
+                       capture_output=True, text=True, cwd=paths.REPO)
+    rec["seconds"] = round(time.monotonic() - started, 3)
+    if r.returncode not in (0, 3):
+        rec.update(status="error", error=r.stderr.strip(), trace=f"traces/{trace.name}")
+        timeline.unlink(missing_ok=True)
+        return rec
+    res = json.loads(r.stdout)
+    agree = res["divergence"] is None and res["invariant_violation"] is None
+    if res["failures"] or not agree:
+        write_atomically(replay_json, r.stdout)
+        rec.update(trace=f"traces/{trace.name}", replay=f"traces/{replay_json.name}",
+                   timeline=f"traces/{timeline.name}")
+    else:
+        trace.unlink()
+        timeline.unlink(missing_ok=True)
+    rec.update(
+        status="ok" if agree else "divergence",
+        error="" if agree else r.stderr.strip(),
+        ops=res["ops"],
+        failures_by_kind=res["failures_by_kind"],
+        peak_live_bytes=res["peak_live_bytes"],
+        region_bytes=res["region_bytes"],
+        external_fragmentation=res["final"]["external_fragmentation"],
+        first_failure=_without_map(res["failures"][0]) if res["failures"] else None,
+    )
+    return rec
+
+
+def _without_map(failure):
+    # The map is in the kept replay JSON; ci.json stays a summary.
+    return {k: v for k, v in failure.items() if k != "map"}
+
+
+# ------------------------------------------------------------------------------------------ fuzzing
+
+def run_fuzz(target, seconds, out_dir: Path, corpus_dir: Path, seed=None, log=print):
+    """One fuzz target for `seconds` with the working corpus `corpus_dir` (kept between runs):
+    fuzz_job writes crashes, findings and stats under out_dir. Returns fuzz_job's summary."""
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    return fuzz_job.run(target, seconds=seconds, corpus=str(corpus_dir), out=str(out_dir), seed=seed,
+                        do_build=False, log=log)
+
+
+# ---------------------------------------------------------------------------------------- benchmarks
+
+QUICK_REPETITIONS = 3
+
+
+def run_quick_bench(out_path: Path, provenance):
+    """vmfrag_bench's quick set, 3 repetitions: its Google Benchmark JSON at out_path and the issue-12
+    ratio definitions beside it (bench-ratios.json), for the report. Returns a record."""
+    from . import bench_job
+    started = time.monotonic()
+    partial = out_path.with_name(f".{out_path.name}.partial")
+    cmd = [str(bench_job.bench_binary()), "--vmfrag_quick", f"--benchmark_out={partial}",
+           "--benchmark_out_format=json", f"--benchmark_repetitions={QUICK_REPETITIONS}",
+           f"--benchmark_min_time={bench_job.DEFAULT_MIN_TIME[True]}", "--benchmark_display_aggregates_only=true"]
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0 or not partial.exists():
+            return {"status": "error", "error": f"vmfrag_bench exited {r.returncode}: {r.stderr.strip()[-300:]}",
+                    "seconds": round(time.monotonic() - started, 3)}
+        doc = json.loads(partial.read_text())
+    finally:
+        partial.unlink(missing_ok=True)
+    doc["context"]["vmfrag.command"] = " ".join(cmd[:2] + cmd[4:])
+    write_atomically(out_path, json.dumps(doc, indent=2) + "\n")
+    ratios = {"format": "vmfrag-bench-ratios", "version": 1, "provenance": provenance,
+              "ratios": bench_results.ratio_definitions(doc)}
+    ratios_path = out_path.with_name("bench-ratios.json")
+    write_atomically(ratios_path, json.dumps(ratios, indent=2) + "\n")
+    divergences = bench_results.placement_divergences(doc)
+    problems = bench_results.validate(doc)
+    return {"status": "divergence" if divergences else "invalid" if problems else "ok",
+            "benchmarks": len(doc.get("benchmarks") or []), "divergences": divergences, "problems": problems,
+            "unsupported": sorted(k for k, v in doc["context"].items() if str(v).startswith("unsupported")),
+            "json": out_path.name, "ratios": ratios_path.name, "seconds": round(time.monotonic() - started, 3)}
