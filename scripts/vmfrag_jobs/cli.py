@@ -1,6 +1,6 @@
 """argparse front end of scripts/vmfrag.
 
-Its own commands (setup, test, ci, kernel-replay, confirm) validate every option before installing or building anything.
+Its own commands (setup, test, ci, nightly, bench, report, fuzz, hunt-eval, kernel-replay, confirm) validate every option before installing or building anything.
 The harness commands (replay, gen, minimize, import-*, workloads) belong to the C++ `vmfrag`
 binary: after building it, the script hands it the arguments exactly as given, in any order,
 `--help` included. Ctrl-C ends any command with one line and exit 130.
@@ -110,6 +110,13 @@ def parser():
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ci_job.add_arguments(s, bounded_int, bounded_float)
     s.set_defaults(func=cmd_ci)
+
+    from . import nightly_job
+    s = sub.add_parser("nightly", help="the long stress job: workloads, fuzzing and hunt trials for hours, "
+                                       "sharded, resumable", description=nightly_job.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    nightly_job.add_arguments(s, bounded_int, bounded_float)
+    s.set_defaults(func=lambda a: nightly_job.run(a))
 
     from . import fuzz_job, hunt_eval, report
     report.add_report_parser(sub)

@@ -22,11 +22,16 @@ FUZZ_STATS = "vmfrag-fuzz-stats"
 HUNT_EVAL = "vmfrag-hunt-eval"
 BENCH_RATIOS = "vmfrag-bench-ratios"
 GOOGLE_BENCHMARK = "google-benchmark"
+# The nightly job's own files (issue 14): its plan, one record per finished unit, its end status.
+NIGHTLY_PLAN = "vmfrag-nightly-plan"
+NIGHTLY_UNIT = "vmfrag-nightly-unit"
+NIGHTLY_STATUS = "vmfrag-nightly-status"
 
 LEGACY = 0
 # The highest version of each format this reader understands.
 CURRENT_VERSION = {RUN: 1, CI: 2, REPLAY: 1, TIMELINE: 1, FINDING: 1, BUG: 1, FUZZ_STATS: 1,
-                   HUNT_EVAL: 1, BENCH_RATIOS: 1, GOOGLE_BENCHMARK: 1}
+                   HUNT_EVAL: 1, BENCH_RATIOS: 1, GOOGLE_BENCHMARK: 1,
+                   NIGHTLY_PLAN: 1, NIGHTLY_UNIT: 1, NIGHTLY_STATUS: 1}
 
 JOB_KINDS = ("ci", "nightly", "adhoc")
 STEP_STATES = ("pending", "running", "done", "failed", "skipped")
@@ -236,6 +241,35 @@ def validate_google_benchmark(obj, where):
     return p
 
 
+UNIT_KINDS = ("workload", "fuzz", "hunt")
+
+
+def validate_nightly_plan(obj, where):
+    p = check_fields(obj, {"budget_seconds": NUM, "shard_count": INT, "shard_index": INT, "rounds": INT,
+                           "units": LIST}, where)
+    for i, u in enumerate(obj.get("units") or []):
+        p += check_fields(u, {"id": STR, "kind": STR, "seed": INT, "estimate": NUM}, f"{where} unit {i}")
+        p += check_choice(u, "kind", UNIT_KINDS, f"{where} unit {i}")
+    return p
+
+
+def validate_nightly_unit(obj, where):
+    p = check_fields(obj, {"unit": DICT, "started": STR, "finished": STR, "seconds": NUM, "bug": BOOL,
+                           "result": DICT, "previous_attempt": OPT_STR}, where)
+    if isinstance(obj.get("unit"), dict):
+        p += check_fields(obj["unit"], {"id": STR, "kind": STR}, f"{where} unit")
+        p += check_choice(obj["unit"], "kind", UNIT_KINDS, f"{where} unit")
+        if obj["unit"].get("kind") == "workload" and isinstance(obj.get("result"), dict):
+            p += check_fields(obj["result"], {"workload": STR, "seed": INT, "status": STR, "replay": OPT_STR,
+                                              "timeline": OPT_STR, "trace": OPT_STR}, f"{where} result")
+    return p
+
+
+def validate_nightly_status(obj, where):
+    return check_fields(obj, {"plan_units": INT, "shard_units": INT, "finished": INT, "not_run": LIST,
+                              "bugs": LIST}, where)
+
+
 def identify(obj):
     """(format, version) of a parsed JSON document, or (None, None) when it is none of ours."""
     if not isinstance(obj, dict):
@@ -275,4 +309,7 @@ def validate(fmt, version, obj, where):
         BENCH_RATIOS: lambda: validate_bench_ratios(obj, where),
         GOOGLE_BENCHMARK: lambda: validate_google_benchmark(obj, where),
         TIMELINE: lambda: [],
+        NIGHTLY_PLAN: lambda: validate_nightly_plan(obj, where),
+        NIGHTLY_UNIT: lambda: validate_nightly_unit(obj, where),
+        NIGHTLY_STATUS: lambda: validate_nightly_status(obj, where),
     }[fmt]()

@@ -304,11 +304,14 @@ def workloads(results):
     timelines = {(t.root, _stem(t.rel)): t for t in results.of(schemas.TIMELINE)}
     replays = {(r.root, _stem(r.rel)): r for r in results.of(schemas.REPLAY)}
     named = {}
-    for ci in results.of(schemas.CI):
-        for rec in ci.data.get("workloads") or []:
-            if isinstance(rec, dict):
-                key = (ci.root, _stem(rec["replay"])) if rec.get("replay") else (ci.root, f"legacy:{rec.get('workload')}-{rec.get('seed')}")
-                named[key] = rec
+    records = [(ci.root, rec) for ci in results.of(schemas.CI) for rec in ci.data.get("workloads") or []]
+    # nightly: one record per finished workload unit, the same record as a ci.json entry.
+    records += [(u.root, u.data["result"]) for u in results.of(schemas.NIGHTLY_UNIT)
+                if u.data["unit"].get("kind") == "workload"]
+    for root, rec in records:
+        if isinstance(rec, dict):
+            key = (root, _stem(rec["replay"])) if rec.get("replay") else (root, f"legacy:{rec.get('workload')}-{rec.get('seed')}")
+            named[key] = rec
     rows = []
     for key in sorted(set(replays) | set(named) | set(timelines), key=lambda k: (str(k[0]), k[1])):
         rec, replay, timeline = named.get(key), replays.get(key), timelines.get(key)
@@ -380,11 +383,20 @@ def hunt(results):
     evals = results.of(schemas.HUNT_EVAL)
     if not evals:
         return None
+    # Shards of one evaluation (nightly --shard, joined by report --merge) each carry their own
+    # trials: arms of the same name are pooled when the config, threshold and CPU time agree.
     rf = evals[0]
     d = rf.data
     threshold = d["threshold"]
+    same = [e for e in evals if (e.data["threshold"], e.data["seconds_per_trial"], e.data["config"])
+            == (threshold, d["seconds_per_trial"], d["config"])]
+    pooled = {}
+    for e in same:
+        for arm in e.data["arms"]:
+            pooled.setdefault(arm["name"], {"name": arm["name"], "description": arm.get("description"), "trials": []})
+            pooled[arm["name"]]["trials"] += arm["trials"]
     arms = []
-    for arm in d["arms"]:
+    for arm in pooled.values():
         trials = arm["trials"]
         best = [t["best_severity"] for t in trials if t["best_severity"] is not None]
         reached = sorted(t["seconds_to_threshold"] for t in trials if t["seconds_to_threshold"] is not None)
@@ -408,7 +420,8 @@ def hunt(results):
         comparisons.append({"a": arms[0]["name"], "b": other["name"], "u": u, "p": p,
                             "a12": statistics.vargha_delaney_a12(arms[0]["best_severities"], other["best_severities"])})
     return {"threshold": threshold, "seconds_per_trial": d["seconds_per_trial"], "config": d["config"],
-            "floor": d["config"].get("floor"), "arms": arms, "comparisons": comparisons, "sources": [rf.rel]}
+            "floor": d["config"].get("floor"), "arms": arms, "comparisons": comparisons,
+            "sources": [e.rel for e in same]}
 
 
 # ---------------------------------------------------------------------------------------------- bench

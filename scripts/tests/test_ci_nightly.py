@@ -1,0 +1,189 @@
+"""The two jobs users run (issue 14), end to end on the real builds: `ci` within a budget (clean,
+and failing on the planted bug), `nightly` split into shards that partition one plan and merge into
+one report, and a nightly killed with SIGKILL and resumed (nothing finished is run again, nothing
+found is lost, every result file stays valid JSON). Plus the plan's determinism without building.
+
+These start real fuzzers and replays with small budgets: about two minutes in all."""
+import json
+import os
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from vmfrag_jobs import nightly_job
+from vmfrag_jobs.results import loading, schemas
+
+WORKLOADS = [{"name": f"w{i}", "default_ops": 1000 * (i + 1)} for i in range(7)]
+
+
+def vmfrag(repo, *args, **kw):
+    return subprocess.run([str(repo / "scripts" / "vmfrag"), *args], capture_output=True, text=True, **kw)
+
+
+def all_json_valid(root):
+    for p in Path(root).rglob("*.json"):
+        json.loads(p.read_text())  # raises on a half-written file
+    assert not [p for p in Path(root).rglob("*") if p.name.endswith((".tmp", ".partial"))]
+
+
+# ------------------------------------------------------------------------------------------- plan
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+def test_shards_partition_the_plan(count):
+    plan = nightly_job.make_plan(3600, count, WORKLOADS, fuzz_slice=60, hunt_trial=60)
+    ids = [u["id"] for u in plan["units"]]
+    assert len(ids) == len(set(ids))
+    parts = [[u["id"] for u in nightly_job.shard_units(plan, i, count)] for i in range(1, count + 1)]
+    assert sorted(sum(parts, [])) == sorted(ids)
+    assert all(not set(a) & set(b) for i, a in enumerate(parts) for b in parts[i + 1:])
+
+
+def test_plan_depends_on_what_shapes_it_only():
+    a = nightly_job.make_plan(7200, 4, WORKLOADS)
+    assert a == nightly_job.make_plan(7200, 4, WORKLOADS)
+    # more machines, more rounds; hunt trials per arm = rounds, each with its own seed
+    b = nightly_job.make_plan(7200, 8, WORKLOADS)
+    assert b["rounds"] > a["rounds"] >= 1
+    seeds = sorted(u["seed"] for u in b["units"] if u["kind"] == "hunt" and u["arm"] == "features")
+    assert seeds == list(range(1, b["rounds"] + 1))
+    # a short budget still gets every kind early in the plan
+    c = nightly_job.make_plan(60, 1, WORKLOADS)
+    assert {u["kind"] for u in c["units"][:3]} == {"workload", "fuzz", "hunt"}
+    assert nightly_job.make_plan(7200, 8, WORKLOADS, seeds=2)["rounds"] == 2
+
+
+def test_shard_option_is_checked(repo):
+    for bad in ("0/2", "3/2", "1", "a/b"):
+        r = vmfrag(repo, "nightly", "--shard", bad)
+        assert r.returncode == 2 and "I/N" in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------------------------- ci
+
+def test_ci_runs_within_its_budget_and_writes_everything(repo, tmp_path):
+    out = tmp_path / "ci"
+    r = vmfrag(repo, "ci", "--seconds", "30", "--out", str(out), "--no-history", "--corpus", str(tmp_path / "corpus"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[0].startswith("vmfrag ci: budget 30 s")
+    assert r.stdout.splitlines()[-1] == f"vmfrag ci: report: {out / 'index.html'}"
+    run = json.loads((out / "run.json").read_text())
+    assert run["exit_code"] == 0 and run["finished"]
+    assert [s["status"] for s in run["steps"]] == ["done"] * 5
+    ci = json.loads((out / "ci.json").read_text())
+    assert schemas.validate(schemas.CI, ci["version"], ci, "ci.json") == []
+    assert sum(rec["inputs"] for rec in ci["regressions"]) >= 3
+    assert [f["target"] for f in ci["fuzz"]] == ["fuzz_frag_hunt", "fuzz_ops", "fuzz_trace_parser"]
+    assert all(f["execs"] > 0 for f in ci["fuzz"])
+    ran = [w for w in ci["workloads"] if w["status"] != "not-run"]
+    assert ran and all(w["status"] == "ok" for w in ran)
+    assert ci["bench"]["status"] == "ok" and (out / "bench.json").exists()
+    # a clean workload keeps no trace; a failing one keeps trace, replay JSON and timeline
+    for w in ran:
+        kept = [w[k] for k in ("trace", "replay", "timeline")]
+        assert all(kept) if w["failures_by_kind"] else not any(kept)
+        for k in filter(None, kept):
+            assert (out / k).exists()
+    suites = {s.get("name"): s for s in ET.parse(out / "junit.xml").getroot()}
+    assert set(suites) == {"regressions", "fuzz", "workloads", "bench"}
+    assert all(s.get("failures") == "0" and s.get("errors") == "0" for s in suites.values())
+    assert (tmp_path / "corpus" / "fuzz_frag_hunt").is_dir()  # the working corpus outlives the run
+    loaded = loading.load([out])
+    assert not loaded.damaged()
+    all_json_valid(out)
+
+
+def test_ci_fails_on_the_planted_bug_and_reports_it(repo, tmp_path):
+    out = tmp_path / "ci"
+    r = vmfrag(repo, "ci", "--planted-bug", "--seconds", "10", "--seeds", "1", "--out", str(out), "--no-history",
+               "--corpus", str(tmp_path / "corpus"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    (bug,) = [json.loads(p.read_text()) for p in (out / "bugs").glob("*.json")]
+    assert bug["reproducer"] == "corpus/regressions/ops/planted-three-way-merge"
+    assert "fuzz_ops_planted" in bug["command"]
+    failures = [c for c in ET.parse(out / "junit.xml").getroot().iter("testcase") if c.find("failure") is not None]
+    assert [c.get("name") for c in failures] == ["fuzz_ops_planted"]
+    assert bug["title"] in failures[0].find("failure").text
+    html = (out / "index.html").read_text()
+    assert "planted-three-way-merge" in html
+    assert json.loads((out / "run.json").read_text())["exit_code"] == 1
+
+
+# ---------------------------------------------------------------------------------------- nightly
+
+SMALL = ["--ops", "3000", "--fuzz-slice", "2", "--hunt-trial", "2", "--seeds", "1"]
+
+
+def unit_records(out):
+    return {json.loads(p.read_text())["unit"]["id"]: p for p in (out / "units").glob("*.json")}
+
+
+def test_nightly_shards_cover_the_plan_and_merge_into_one_report(repo, tmp_path):
+    outs = []
+    for i in (1, 2):
+        out = tmp_path / f"shard{i}"
+        r = vmfrag(repo, "nightly", "--seconds", "60", "--shard", f"{i}/2", "--out", str(out), *SMALL)
+        assert r.returncode == 0, r.stdout + r.stderr
+        outs.append(out)
+    plans = [json.loads((o / "plan.json").read_text()) for o in outs]
+    assert [u["id"] for u in plans[0]["units"]] == [u["id"] for u in plans[1]["units"]]
+    done = [set(unit_records(o)) for o in outs]
+    status = [json.loads((o / "nightly.json").read_text()) for o in outs]
+    covered = [done[i] | set(status[i]["not_run"]) for i in (0, 1)]
+    assert not covered[0] & covered[1]
+    assert covered[0] | covered[1] == {u["id"] for u in plans[0]["units"]}
+    merged = tmp_path / "merged"
+    r = vmfrag(repo, "report", str(merged), "--merge", str(outs[0]), str(outs[1]), "--no-history")
+    assert r.returncode == 0, r.stderr
+    html = (merged / "index.html").read_text()
+    for o in outs:
+        for unit_id in unit_records(o):
+            if unit_id.startswith("workload."):
+                assert unit_id.split(".")[1] in html
+
+
+def test_nightly_killed_with_sigkill_resumes_without_losing_or_repeating(repo, tmp_path):
+    out = tmp_path / "night"
+    args = [str(repo / "scripts" / "vmfrag"), "nightly", "--seconds", "120", "--out", str(out), "--jobs", "2",
+            "--ops", "3000", "--fuzz-slice", "4", "--hunt-trial", "4", "--seeds", "1"]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            records = unit_records(out) if (out / "units").is_dir() else {}
+            in_flight = [d for d in (out / "units").iterdir() if d.is_dir() and d.name not in records] \
+                if (out / "units").is_dir() else []
+            if len(records) >= 3 and in_flight:
+                break
+        else:
+            pytest.fail("the nightly run never had three finished units and one in flight")
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    all_json_valid(out)
+    before = {uid: path.read_bytes() for uid, path in unit_records(out).items()}
+    findings_before = {f.relative_to(out) for f in out.rglob("finding-*.vmtrace")}
+    r = vmfrag(repo, "nightly", "--resume", "--out", str(out), "--seconds", "120")
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = unit_records(out)
+    plan = json.loads((out / "plan.json").read_text())
+    assert set(after) == {u["id"] for u in plan["units"]}
+    for uid, content in before.items():  # finished before the kill: not run again
+        assert after[uid].read_bytes() == content
+    rerun = [json.loads(after[uid].read_text()) for uid in set(after) - set(before)]
+    killed = [r["previous_attempt"] for r in rerun if r["previous_attempt"]]
+    assert killed, "the unit in flight at the kill was set aside and run again"
+    for name in killed:
+        assert (out / "units" / name).is_dir()
+    # what a killed attempt found is still there (moved with its directory)
+    findings_after = {f.relative_to(out) for f in out.rglob("finding-*.vmtrace")}
+    for f in findings_before:
+        parts = f.parts
+        moved = [g for g in findings_after if g.name == f.name and len(g.parts) == len(parts)]
+        assert f in findings_after or moved, f
+    all_json_valid(out)
+    assert json.loads((out / "run.json").read_text())["exit_code"] == 0
