@@ -17,7 +17,8 @@ def progress(message):
 # Build: meson/ninja, both compilers, clang's sanitizer and libFuzzer runtimes.
 # Libraries: GoogleTest/GoogleMock, Google Benchmark, Boost (Boost.Container), nlohmann/json (results
 # JSON), CLI11 (the C++ command line).
-# Python side (Debian's /usr/bin/python3 only): pytest, jinja2, rich, scipy (hunt-eval statistics).
+# Python side (Debian's /usr/bin/python3 only): pytest, jinja2, rich, scipy (hunt-eval statistics),
+# yaml (the workflow tests read .github/workflows/).
 # Benchmarks: libbenchmark-tools is Google Benchmark's compare.py (/usr/share/benchmark/compare.py,
 # U test between two `scripts/vmfrag bench` JSON files); it imports scipy and numpy but its Debian
 # package does not depend on them.
@@ -28,7 +29,7 @@ def progress(message):
 PACKAGES = [
     "meson", "ninja-build", "pkg-config", "g++", "clang", "libclang-rt-14-dev",
     "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "nlohmann-json3-dev", "libcli11-dev",
-    "python3-pytest", "python3-jinja2", "python3-rich",
+    "python3-pytest", "python3-jinja2", "python3-rich", "python3-yaml",
     "libbenchmark-tools", "python3-scipy", "python3-numpy",
     "qemu-system-x86", "busybox-static", "cpio", "make", "gcc-12", "dwarves", "libelf1", "libssl3",
 ]
