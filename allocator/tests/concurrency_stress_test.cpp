@@ -4,7 +4,9 @@
 // through the direct map at each page's pfn (vmalloc_to_pfn) before it is released, so a page
 // handed to two owners, a mapping at the wrong pfn or a torn mapping shows as a corrupted byte.
 // check() runs at the quiescent points (after each round's join). Short here — the tsan flavour
-// runs it as part of `scripts/vmfrag test`; VMFRAG_SEED=N picks another interleaving of ops.
+// runs it as part of `scripts/vmfrag test`; VMFRAG_SEED=N picks another interleaving of ops and
+// VMFRAG_STRESS_OPS=N the ops per thread count and round (default 2400; the nightly job's long
+// form, a `stress` unit, runs it with 200,000 under TSan).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -131,7 +133,7 @@ TEST(ConcurrencyStress, MixedOpsOnSharedInstanceStayCorrectAndTheStructuresStayV
       ASSERT_NE(created.vm, nullptr) << created.message;
       Vmalloc& vm = *created.vm;
       std::atomic<std::uint64_t> corrupt{0}, done{0};
-      const std::uint64_t ops_per_thread = 2400 / threads;
+      const std::uint64_t ops_per_thread = stress_count("VMFRAG_STRESS_OPS", 2400) / threads;
       for (int round = 0; round < 2; ++round) {
         std::vector<std::thread> pool;
         for (unsigned t = 0; t < threads; ++t)

@@ -17,6 +17,14 @@ inline std::vector<std::uint64_t> seeds_to_run(std::uint64_t first, int count) {
   return seeds;
 }
 
+// How much work a stress test does: `smoke` (the test suite's short form) unless the environment
+// variable `name` sets another count (the nightly job's long form, e.g. VMFRAG_STRESS_OPS=200000).
+inline std::uint64_t stress_count(const char* name, std::uint64_t smoke) {
+  const char* s = std::getenv(name);
+  const std::uint64_t n = s ? std::strtoull(s, nullptr, 10) : 0;
+  return n ? n : smoke;
+}
+
 // For SCOPED_TRACE: "seed N (replay with VMFRAG_SEED=N)".
 inline std::string seed_note(std::uint64_t seed) {
   return "seed " + std::to_string(seed) + " (replay with VMFRAG_SEED=" + std::to_string(seed) + ")";

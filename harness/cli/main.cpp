@@ -102,7 +102,7 @@ std::string human_summary(const ReplayResult& r) {
 }
 
 int cmd_replay(const std::string& path, bool json, bool differential, std::uint64_t check_every,
-               const std::string& backing, const std::string& timeline, std::size_t maps,
+               const std::string& backing, const std::string& timeline, std::uint64_t timeline_every, std::size_t maps,
                const std::string& fail_os) {
   std::unique_ptr<FailingOs> failing_os;
   if (!fail_os.empty()) {
@@ -130,13 +130,29 @@ int cmd_replay(const std::string& path, bool json, bool differential, std::uint6
   options.maps_at_failures = maps;
   options.backing = backing_override;
   options.os = failing_os.get();
+  // A sampled timeline (--timeline-every N > 1) keeps every N-th op, every op that failed and the
+  // last op (held back until the next one shows it was not the last), after a header line that says
+  // so; N = 1 writes every op and no header, as before.
+  std::string held_back;
   if (timeline_out) {
     std::ostream& tl = timeline_out->stream();
-    options.on_op = [&tl](std::uint64_t i, const Op& op, const VirtualSpace& vs, bool ok, FailureKind f,
-                          std::uint64_t off) { tl << timeline_line(i, op, vs, ok, f, off) << '\n'; };
+    if (timeline_every > 1)
+      tl << R"({"format":"vmfrag-timeline","version":1,"every":)" << timeline_every << "}\n";
+    options.on_op = [&tl, &held_back, timeline_every](std::uint64_t i, const Op& op, const VirtualSpace& vs, bool ok,
+                                                      FailureKind f, std::uint64_t off) {
+      if (ok && i % timeline_every != 0) {
+        held_back = timeline_line(i, op, vs, ok, f, off);
+        return;
+      }
+      held_back.clear();
+      tl << timeline_line(i, op, vs, ok, f, off) << '\n';
+    };
   }
   const ReplayResult r = replay(source, options);
-  if (timeline_out) timeline_out->commit();
+  if (timeline_out) {
+    if (!held_back.empty()) timeline_out->stream() << held_back << '\n';
+    timeline_out->commit();
+  }
   if (failing_os)  // said on stderr either way: an injection that never happened must not pass unnoticed
     std::fprintf(stderr, "vmfrag: --fail-os %s: %s\n", fail_os.c_str(),
                  failing_os->failures_injected() != 0 ? "failure injected" : "that call was never made: nothing injected");
@@ -269,7 +285,7 @@ int run(int argc, char** argv) {
   app.failure_message(cli11_failure_message);
 
   std::string trace, out_path, backing, timeline, region, profile, workload, fail_os;
-  std::string check_every_text = "0", seed_text, ops_text, maps_text = "16";
+  std::string check_every_text = "0", seed_text, ops_text, maps_text = "16", timeline_every_text = "1";
   bool json = false, differential = false;
 
   auto* replay_cmd = app.add_subcommand("replay", "replay a vmtrace on the allocator");
@@ -280,6 +296,9 @@ int run(int argc, char** argv) {
       ->type_name("N");
   replay_cmd->add_option("--backing", backing, "override the trace's backing: none, anon or memfd");
   replay_cmd->add_option("--timeline", timeline, "write per-op metrics as JSON Lines to FILE")->type_name("FILE");
+  replay_cmd->add_option("--timeline-every", timeline_every_text,
+                         "keep every N-th op in the timeline, plus every failed op and the last, N from 1 (every op, "
+                         "the default) to 10^12; N > 1 starts the file with a header line saying N")->type_name("N");
   replay_cmd->add_option("--fail-os", fail_os, "fail one OS call: KIND:N[:ERRNO], the N-th (from 0) call of KIND "
                                               "(reserve, map_shared, protect-rw, reserve_fixed, ...) with ERRNO (EIO, "
                                               "ENOMEM, EAGAIN, EPERM, EACCES; default EIO)")->type_name("SPEC");
@@ -334,7 +353,8 @@ int run(int argc, char** argv) {
     int code = kExitInput;
     if (*replay_cmd) {
       code = cmd_replay(trace, json, differential, parse_number_arg("--check-every", check_every_text, 0, kMaxCheckEvery),
-                        backing, timeline, parse_number_arg("--maps", maps_text, 0, kMaxMaps), fail_os);
+                        backing, timeline, parse_number_arg("--timeline-every", timeline_every_text, 1, kMaxCheckEvery),
+                        parse_number_arg("--maps", maps_text, 0, kMaxMaps), fail_os);
     } else if (*gen_cmd) {
       const std::uint64_t seed = parse_number_arg("--seed", seed_text, 0, UINT64_MAX);
       const std::uint64_t ops = ops_text.empty() ? 0 : parse_number_arg("--ops", ops_text, 1, kMaxOps);

@@ -52,7 +52,7 @@ def test_plan_depends_on_what_shapes_it_only():
     assert seeds == list(range(1, b["rounds"] + 1))
     # a short budget still gets every kind early in the plan
     c = nightly_job.make_plan(60, 1, WORKLOADS)
-    assert {u["kind"] for u in c["units"][:3]} == {"workload", "fuzz", "hunt"}
+    assert {u["kind"] for u in c["units"][:4]} == {"workload", "fuzz", "hunt", "stress"}
     assert nightly_job.make_plan(7200, 8, WORKLOADS, seeds=2)["rounds"] == 2
 
 
@@ -124,7 +124,7 @@ def unit_records(out):
 def test_nightly_killed_with_sigkill_resumes_without_losing_or_repeating(repo, tmp_path):
     out = tmp_path / "night"
     args = [str(repo / "scripts" / "vmfrag"), "nightly", "--seconds", "120", "--out", str(out), "--jobs", "2",
-            "--ops", "3000", "--fuzz-slice", "4", "--hunt-trial", "4", "--seeds", "1"]
+            "--ops", "3000", "--fuzz-slice", "4", "--hunt-trial", "4", "--stress-ops", "240", "--seeds", "1"]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

@@ -32,6 +32,9 @@ PLANTED_OPS_TARGET = "fuzz_ops_planted"
 # check() every this many ops during a workload replay: catches a broken invariant near where it
 # broke without making check() (O(n) in live areas) the cost of the run.
 CHECK_EVERY = 1000
+# A kept timeline holds about this many sampled ops (plus every failed op and the last): the
+# report draws 150-300 points, and a full timeline is 110 bytes an op (22 MB at 200,000 ops).
+TIMELINE_POINTS = 4000
 SANITIZER_LINE = re.compile(r"==\d+==ERROR: (\w+Sanitizer): (.*)|(\S+:\d+:\d+: runtime error: .*)")
 FRAME_LINE = re.compile(r"^\s+#(\d+) 0x[0-9a-f]+ in (.+?)(?: /\S+)?$")
 DEADLY_LINE = re.compile(r"==\d+== ERROR: libFuzzer: (.*)")
@@ -147,7 +150,8 @@ def run_workload(name, seed, ops, out_dir: Path, check_every=CHECK_EVERY):
         rec.update(status="error", error=g.stderr.strip(), seconds=round(time.monotonic() - started, 3))
         return rec
     r = subprocess.run([cli, "replay", str(trace), "--json", "--differential", "--maps", "1",
-                        "--check-every", str(check_every), "--timeline", str(timeline)],
+                        "--check-every", str(check_every), "--timeline", str(timeline),
+                        "--timeline-every", str(max(1, (ops or 0) // TIMELINE_POINTS))],
                        capture_output=True, text=True, cwd=paths.REPO)
     rec["seconds"] = round(time.monotonic() - started, 3)
     if r.returncode not in (0, 3):
@@ -225,3 +229,29 @@ def run_quick_bench(out_path: Path, provenance):
             "benchmarks": len(doc.get("benchmarks") or []), "divergences": divergences, "problems": problems,
             "unsupported": sorted(k for k, v in doc["context"].items() if str(v).startswith("unsupported")),
             "json": out_path.name, "ratios": ratios_path.name, "seconds": round(time.monotonic() - started, 3)}
+
+
+# ----------------------------------------------------------------------------- concurrency stress
+
+STRESS_LINE = re.compile(r"\[ stress \] (\d+) threads x (\d+) ops x (\d+) rounds: (\d+) corrupted areas")
+
+
+def run_concurrency_stress(seed, ops, out_dir: Path):
+    """allocator/tests/concurrency_stress_test.cpp's long form in the TSan flavour: 2, 4, 8 and 16
+    threads on one memfd Vmalloc, `ops` ops per thread count and round, seed `seed`. A data race
+    (TSan report), a corrupted byte or a failed check() is a bug. Returns a record."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    binary = paths.build_dir("tsan") / "allocator" / "tests" / "allocator_tests"
+    cmd = [str(binary), "--gtest_filter=ConcurrencyStress.*"]
+    started = time.monotonic()
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                       env=dict(os.environ, VMFRAG_SEED=str(seed), VMFRAG_STRESS_OPS=str(ops),
+                                TSAN_OPTIONS="halt_on_error=1"))
+    (out_dir / "stress.log").write_text(r.stdout)
+    runs = [{"threads": int(m.group(1)), "ops_per_thread": int(m.group(2)), "rounds": int(m.group(3)),
+             "corrupted": int(m.group(4))} for m in map(STRESS_LINE.search, r.stdout.splitlines()) if m]
+    race = "WARNING: ThreadSanitizer" in r.stdout
+    return {"status": "ok" if r.returncode == 0 and not race and runs else "bug", "exit_code": r.returncode,
+            "data_race": race, "seed": seed, "ops": ops, "runs": runs, "command": " ".join(cmd),
+            "environment": {"VMFRAG_SEED": str(seed), "VMFRAG_STRESS_OPS": str(ops)},
+            "log": "stress.log", "seconds": round(time.monotonic() - started, 3)}

@@ -10,6 +10,8 @@ that every shard of a split computes the same plan:
           + every fuzz target for one slice with libFuzzer seed r (shared working corpus)
           + one hunt-eval trial of each arm (fuzz_frag_hunt with and without its state features,
             blind random traces) with seed r, the same CPU time each
+          + the concurrency stress (2-16 threads on one memfd Vmalloc, TSan flavour) with seed r and
+            --stress-ops ops per thread count and round
 
 Rounds are added while the plan's estimated cost fits the budget times the shard count times
 CAPACITY_WORKERS (2: a machine of this project's kind); at least one round. `--shard I/N` runs the
@@ -50,6 +52,9 @@ FUZZ_TARGETS = ("fuzz_frag_hunt", "fuzz_ops", "fuzz_trace_parser")
 # 2M ops, 4.7 s); the estimate only sizes the plan, nothing is cut short by it.
 WORKLOAD_SECONDS_PER_OP = 2.5e-6
 HUNT_THRESHOLD = 0.6
+# Measured in the tsan flavour: 19,200 mixed ops (2,400 x 2 rounds x 4 thread counts) in 2.7 s.
+STRESS_SECONDS_PER_OP = 2.7 / 19200
+DEFAULT_STRESS_OPS = 50_000
 PLAIN_PROGRESS_SECONDS = 60
 SHARD = re.compile(r"^(\d+)/(\d+)$")
 
@@ -80,6 +85,9 @@ def add_arguments(p, bounded_int, bounded_float):
                    help="rounds at most, 1 to 1000 (default: as many as the budget fits)")
     p.add_argument("--ops", type=bounded_int(1, 10**9), default=None, metavar="N",
                    help="ops per workload unit at most, 1 to 1000000000 (default: each workload's own)")
+    p.add_argument("--stress-ops", type=bounded_int(0, 10**9), default=DEFAULT_STRESS_OPS, metavar="N",
+                   help=f"ops per thread count and round of each concurrency stress unit, 0 (none) to "
+                        f"1000000000 (default {DEFAULT_STRESS_OPS:,})")
     p.add_argument("--fuzz-slice", type=bounded_int(1, 86400), default=None, metavar="S",
                    help="seconds per fuzz unit (default: budget/10, from 5 to 600)")
     p.add_argument("--hunt-trial", type=bounded_int(1, 86400), default=None, metavar="S",
@@ -99,17 +107,22 @@ def default_slice(budget):
     return int(min(600, max(5, budget / 10)))
 
 
+def stress_cost(ops):
+    return 2 * 4 * ops * STRESS_SECONDS_PER_OP  # 2 rounds x 4 thread counts
+
+
 def ops_of(workload, cap):
     return min(workload["default_ops"], cap) if cap else workload["default_ops"]
 
 
-def make_plan(budget, shard_count, workloads, seeds=None, fuzz_slice=None, hunt_trial=None, ops=None):
+def make_plan(budget, shard_count, workloads, seeds=None, fuzz_slice=None, hunt_trial=None, ops=None,
+              stress_ops=DEFAULT_STRESS_OPS):
     """The plan document: every unit with its parameters and estimated cost, in run order."""
     fuzz_slice = fuzz_slice or default_slice(budget)
     hunt_trial = hunt_trial or default_slice(budget)
     capacity = budget * shard_count * CAPACITY_WORKERS
     round_cost = (sum(ops_of(w, ops) * WORKLOAD_SECONDS_PER_OP for w in workloads)
-                  + len(FUZZ_TARGETS) * fuzz_slice + len(hunt_eval.ARMS) * hunt_trial)
+                  + len(FUZZ_TARGETS) * fuzz_slice + len(hunt_eval.ARMS) * hunt_trial + stress_cost(stress_ops))
     rounds = max(1, math.ceil(capacity / round_cost)) if round_cost else 1
     if seeds is not None:
         rounds = min(rounds, seeds)
@@ -122,12 +135,14 @@ def make_plan(budget, shard_count, workloads, seeds=None, fuzz_slice=None, hunt_
                  "estimate": fuzz_slice} for t in FUZZ_TARGETS]
         hunt = [{"id": f"hunt.{arm}.trial-{r}", "kind": "hunt", "arm": arm, "trial": r - 1, "seed": r,
                  "cpu_seconds": hunt_trial, "estimate": hunt_trial} for arm in hunt_eval.ARMS]
+        stress = [{"id": f"stress.concurrency.round-{r}", "kind": "stress", "seed": r, "ops": stress_ops,
+                   "estimate": round(stress_cost(stress_ops), 3)}] if stress_ops else []
         # Interleaved, so that a budget cut short (or a shard) still gets some of every kind.
         for i in range(max(len(work), len(fuzz), len(hunt))):
-            units += [kind[i] for kind in (work, fuzz, hunt) if i < len(kind)]
+            units += [kind[i] for kind in (work, fuzz, hunt, stress) if i < len(kind)]
     return {"format": PLAN_FORMAT, "version": 1, "budget_seconds": budget, "shard_count": shard_count,
             "rounds": rounds, "fuzz_slice": fuzz_slice, "hunt_trial": hunt_trial,
-            "ops_cap": ops, "capacity_workers": CAPACITY_WORKERS, "units": units}
+            "ops_cap": ops, "stress_ops": stress_ops, "capacity_workers": CAPACITY_WORKERS, "units": units}
 
 
 def shard_units(plan, index, count):
@@ -186,6 +201,8 @@ def run_unit(unit, out):
         rec = hunt_eval.run_trial(unit["arm"], unit["trial"], unit["seed"], unit["cpu_seconds"], d / "trial",
                                   HUNT_THRESHOLD)
         return rec
+    if unit["kind"] == "stress":
+        return job_units.run_concurrency_stress(unit["seed"], unit["ops"], d)
     raise ValueError(f"unknown unit kind {unit['kind']!r}")
 
 
@@ -194,6 +211,8 @@ def is_bug(unit, result):
         return result["status"] in ("divergence", "error")
     if unit["kind"] == "fuzz":
         return bool(result["crashes"])
+    if unit["kind"] == "stress":
+        return result["status"] != "ok"
     return False
 
 
@@ -246,6 +265,9 @@ def summary(unit, r):
         return f"{r['status']} ({kinds})"
     if unit["kind"] == "fuzz":
         return f"{r['execs']} execs, {len(r['crashes'])} crashes, {len(r['findings'])} findings"
+    if unit["kind"] == "stress":
+        ops = sum(x["threads"] * x["ops_per_thread"] * x["rounds"] for x in r["runs"])
+        return f"{r['status']}: {ops:,} ops over {len(r['runs'])} thread counts" + (", DATA RACE" if r["data_race"] else "")
     best = r.get("best_severity")
     return f"best severity {best:.4f}" if best is not None else "no failure reached"
 
@@ -294,12 +316,14 @@ def run(args):
         budget = budget_seconds(args)
         shard = args.shard
         plan = make_plan(budget, shard[1], job_units.list_workloads(), args.seeds, args.fuzz_slice, args.hunt_trial,
-                         args.ops)
+                         args.ops, args.stress_ops)
         plan["shard_index"] = shard[0]
         write_atomically(out / "plan.json", json.dumps(plan, indent=2) + "\n")
     mine = shard_units(plan, *shard)
     if not sanitizer:
         mine = [u for u in mine if u["kind"] == "workload"]
+    elif any(u["kind"] == "stress" for u in mine):
+        build.build(build.FLAVOURS["tsan"])
     options = {"budget_seconds": budget, "jobs": args.jobs, "resumed": resumed, "rounds": plan["rounds"]}
     manifest = RunManifest(out, "nightly", flavour="release", options=options, shard=shard if shard[1] > 1 else None,
                            command=["scripts/vmfrag", "nightly", *sys.argv[2:]], steps=("units", "hunt-eval"))

@@ -166,6 +166,8 @@ def load_timeline_file(root, rel):
         rf.notes.append("timeline legacy version 0 (no header line; as `vmfrag replay --timeline` writes it)")
     elif not isinstance(rf.version, int) or rf.version > schemas.CURRENT_VERSION[schemas.TIMELINE]:
         rf.problems.append(f"{rel}: timeline version {rf.version!r} is not one this reader knows")
+    elif isinstance(header.get("every"), int) and header["every"] > 1:
+        rf.notes.append(f"timeline sampled: every {header['every']} ops, every failed op and the last")
     rf.data = {"header": header, "ops": envelope.ops, "envelope": envelope}
     return rf
 

@@ -241,7 +241,7 @@ def validate_google_benchmark(obj, where):
     return p
 
 
-UNIT_KINDS = ("workload", "fuzz", "hunt")
+UNIT_KINDS = ("workload", "fuzz", "hunt", "stress")
 
 
 def validate_nightly_plan(obj, where):
