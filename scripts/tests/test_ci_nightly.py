@@ -163,3 +163,24 @@ def test_nightly_killed_with_sigkill_resumes_without_losing_or_repeating(repo, t
         assert f in findings_after or moved, f
     all_json_valid(out)
     assert json.loads((out / "run.json").read_text())["exit_code"] == 0
+
+
+def test_a_stress_unit_with_a_data_race_is_a_bug_in_the_report(tmp_path):
+    from vmfrag_jobs import results as results_layer
+    from vmfrag_jobs.results.writing import write_result
+    unit = {"id": "stress.concurrency.round-3", "kind": "stress", "seed": 3, "ops": 1000, "estimate": 1.0}
+    result = {"status": "bug", "exit_code": 66, "data_race": True, "seed": 3, "ops": 1000,
+              "runs": [{"threads": 2, "ops_per_thread": 500, "rounds": 2, "corrupted": 0}],
+              "command": "build/tsan/allocator/tests/allocator_tests --gtest_filter=ConcurrencyStress.*",
+              "environment": {"VMFRAG_SEED": "3", "VMFRAG_STRESS_OPS": "1000"}}
+    write_result(tmp_path / "units" / f"{unit['id']}.json",
+                 {"format": schemas.NIGHTLY_UNIT, "version": 1, "unit": unit, "started": "2026-12-01T00:00:00+00:00",
+                  "finished": "2026-12-01T00:01:00+00:00", "seconds": 60.0, "bug": True, "previous_attempt": None,
+                  "result": result})
+    tables = results_layer.compute(loading.load([tmp_path]))
+    (bug,) = tables["bugs"]
+    assert bug["kind"] == "sanitizer" and "data race" in bug["title"]
+    assert bug["command"].startswith("VMFRAG_SEED=3 VMFRAG_STRESS_OPS=1000 build/tsan/")
+    (kind,) = tables["units"]["kinds"]
+    assert (kind["kind"], kind["finished"], kind["bugs"]) == ("stress", 1, 1)
+    assert tables["units"]["stress_clean_ops"] == 0  # a run with a race is not counted as clean

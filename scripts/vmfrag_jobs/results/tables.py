@@ -158,8 +158,22 @@ def bugs(results):
                 "signature": bug_signature(kind, [], detail), "reproducer": d.get("trace"),
                 "command": _replay_command(d.get("trace")), "stack_top": [], "detail": detail,
                 "target": None, "sources": [rf.rel]})
-    for rf in results.of(schemas.CI):
-        for rec in rf.data.get("workloads") or []:
+    workload_records = [(rf, rec) for rf in results.of(schemas.CI) for rec in rf.data.get("workloads") or []]
+    workload_records += [(rf, rf.data["result"]) for rf in results.of(schemas.NIGHTLY_UNIT)
+                         if rf.data["unit"].get("kind") == "workload"]
+    for rf in results.of(schemas.NIGHTLY_UNIT):
+        r = rf.data["result"]
+        if rf.data["unit"].get("kind") == "stress" and rf.data.get("bug"):
+            kind = "sanitizer" if r.get("data_race") else "crash"
+            detail = (f"{'TSan data race' if r.get('data_race') else 'exit ' + str(r.get('exit_code'))}; "
+                      f"corrupted areas: {sum(x['corrupted'] for x in r.get('runs') or [])}")
+            env = " ".join(f"{k}={v}" for k, v in sorted((r.get("environment") or {}).items()))
+            found.append({"kind": kind, "title": f"concurrency stress seed {r.get('seed')}: {detail}",
+                          "signature": bug_signature(kind, [], "concurrency stress: " + detail),
+                          "reproducer": None, "command": f"{env} {r.get('command')}".strip(), "stack_top": [],
+                          "detail": detail, "target": "concurrency stress", "sources": [rf.rel]})
+    for rf, rec in workload_records:
+        if True:
             if not isinstance(rec, dict) or rec.get("status") not in ("divergence", "error"):
                 continue
             if rec.get("replay") and results.find(rf.root, rec["replay"]) is not None:
@@ -525,6 +539,39 @@ def _verdict(bug_rows, problems):
             "incomplete": incomplete}
 
 
+def units(results):
+    """What a nightly run did, by unit kind: planned for this directory, finished, with a bug, not run
+    (budget); and the concurrency stress's figures (threads x ops run TSan-clean). None for a ci run."""
+    plans = results.of(schemas.NIGHTLY_PLAN)
+    done = results.of(schemas.NIGHTLY_UNIT)
+    if not plans and not done:
+        return None
+    planned = {}
+    for rf in plans:
+        d = rf.data
+        for i, u in enumerate(d["units"]):
+            if i % d["shard_count"] == d["shard_index"] - 1:
+                planned[(rf.root, u["id"])] = u["kind"]
+    finished = {(rf.root, rf.data["unit"]["id"]): rf for rf in done}
+    kinds = []
+    for kind in schemas.UNIT_KINDS:
+        mine = [k for k, v in planned.items() if v == kind] or [k for k, rf in finished.items()
+                                                                   if rf.data["unit"]["kind"] == kind]
+        fin = [finished[k] for k in mine if k in finished]
+        if not mine:
+            continue
+        kinds.append({"kind": kind, "planned": len(mine), "finished": len(fin),
+                      "bugs": sum(bool(rf.data.get("bug")) for rf in fin), "not_run": len(mine) - len(fin),
+                      "seconds": sum(rf.data.get("seconds") or 0 for rf in fin)})
+    stress = [rf.data["result"] for rf in done if rf.data["unit"]["kind"] == "stress"]
+    clean = [r for r in stress if r.get("status") == "ok"]
+    return {"kinds": kinds,
+            "stress_units": len(stress),
+            "stress_clean_ops": sum(x["threads"] * x["ops_per_thread"] * x["rounds"] for r in clean for x in r["runs"]),
+            "stress_threads": sorted({x["threads"] for r in stress for x in r.get("runs") or []}),
+            "killed_attempts": sum(1 for rf in done if rf.data.get("previous_attempt"))}
+
+
 def compute(results):
     finding_rows = findings(results)
     bug_rows = bugs(results) + findings_as_bugs(finding_rows)
@@ -541,6 +588,7 @@ def compute(results):
         "fuzz": fuzz(results),
         "hunt": hunt(results),
         "bench": bench(results),
+        "units": units(results),
         "legacy_files": [f"{f.root.name}/{f.rel}: {n}" for f in results.files for n in f.notes],
     }
     tables["charted_workloads"] = charted_workloads(tables["workloads"])
