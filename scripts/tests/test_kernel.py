@@ -2,11 +2,14 @@
 encoding, the parsing of the guest's console, the window model that turns the kernel's answers into
 replay JSON (checked against the C++ replay on the same trace), the op-by-op comparison, refusals of
 what the kernel cannot replay, and that a run whose module did not load or printed nothing fails
-loudly. The last tests boot Debian's Linux 6.1 under QEMU (downloaded once into
-results/kernel-cache/): one confirm end to end, and a module that cannot load."""
+loudly, and the confirmation records of findings (confirm_findings: identical, differs,
+not-confirmable, error, resuming). The last tests boot Debian's Linux 6.1 under QEMU (downloaded
+once into results/kernel-cache/): one confirm end to end, and confirm_findings with a module that
+cannot load."""
 import json
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -292,6 +295,137 @@ def test_compare_finds_a_purge_at_another_op_before_the_placement_it_moves(tmp_p
     assert late["kind"] == "purge-timing-late"
 
 
+# --- confirmation records for findings (confirm_findings): canned guests, no QEMU -------------------
+
+def finding_dir(tmp_path, traces):
+    """A findings directory: for each id, its trace and a vmfrag-finding sidecar naming it."""
+    d = tmp_path / "findings"
+    d.mkdir(exist_ok=True)
+    for fid, text in traces.items():
+        (d / f"{fid}.vmtrace").write_text(textwrap.dedent(text))
+        (d / f"{fid}.json").write_text(json.dumps({"format": "vmfrag-finding", "version": 1, "id": fid,
+                                                   "trace": f"{fid}.vmtrace"}))
+    return d
+
+
+class CannedGuest:
+    """Stands in for the kernel: fetch/build give a fake kernel, a boot prints `lines[trace text]`
+    through the real console parser (or raises what `fail` says)."""
+
+    def __init__(self, monkeypatch, lines, fail=None, fetch_error=None):
+        self.lines, self.fail, self.fetch_error, self.boots, self.fetches = lines, fail, fetch_error, [], 0
+        monkeypatch.setattr(kj, "ready_kernel", self.ready)
+        monkeypatch.setattr(kj, "guest_run", self.run)
+
+    def ready(self, series, log=print):
+        self.fetches += 1
+        if self.fetch_error:
+            raise kj.KernelError(self.fetch_error)
+        return kj.ReadyKernel(kj.Kernel(series, "6.1.0-57-amd64", "6.1.192-3", []), Path("m.ko"),
+                              {"fetch": 0.5, "module_build": 0.0})
+
+    def run(self, kernel, ko, trace, smp, qemu=None):
+        self.boots.append(trace.path)
+        if self.fail:
+            raise kj.KernelError(self.fail)
+        return kj.parse_console(console(trace, self.lines[trace.path], region=trace.region), trace), 4.2
+
+
+PLACED_ELSEWHERE = [ln.replace("o 4 a ok 36864", "o 4 a ok 45056") for ln in SMALL_LINES]
+KMALLOC = "vmtrace 1\nregion 64K\nk 1 4K\nk 2 8K\n"
+
+
+def test_confirm_findings_writes_a_record_per_finding_identical_differs_or_not_confirmable(tmp_path, monkeypatch,
+                                                                                          cli):
+    d = finding_dir(tmp_path, {"same": SMALL, "moved": SMALL, "kmalloc": KMALLOC})
+    guest = CannedGuest(monkeypatch, {"same.vmtrace": SMALL_LINES, "moved.vmtrace": PLACED_ELSEWHERE})
+    logged = []
+    recs = {r["finding"]: r for r in kj.confirm_findings(d, ["6.1"], log=logged.append)}
+    assert sorted(guest.boots) == ["moved.vmtrace", "same.vmtrace"] and guest.fetches == 1
+    same, moved, kmalloc = recs["same"], recs["moved"], recs["kmalloc"]
+    assert same == json.loads((d / "same.linux-6.1.json").read_text())  # written beside the sidecar
+    assert (same["format"], same["version"], same["status"], same["first_difference"]) == \
+        ("vmfrag-confirmation", 1, "identical", None)
+    assert same["kernel"] == {"series": "6.1", "smp": 1, "release": "6.1.0-57-amd64",
+                              "version": "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3", "package_version": "6.1.192-3",
+                              "lazy_max_pages": 8192}
+    assert (same["ops"], same["ops_compared"], same["allocations_compared"]) == (7, 7, 5)
+    assert same["kernel_replay"]["placements"] == {"1": 0, "2": 16384, "4": 36864}
+    assert same["kernel_replay"]["kernel"]["seconds"] == {"fetch": 0.5, "module_build": 0.0, "boot": 4.2}
+    assert moved["status"] == "differs" and moved["ops_compared"] == 5
+    diff = moved["first_difference"]
+    assert (diff["op"], diff["line"], diff["text"], diff["kind"]) == (4, 7, "a 4 4K", "placement")
+    assert (diff["vmfrag"], diff["kernel"]) == ({"result": "ok", "offset": 36864}, {"result": "ok", "offset": 45056})
+    assert diff["explanation"] == kj.EXPLAIN["placement"]
+    assert kmalloc["status"] == "not-confirmable" and kmalloc["kernel"]["release"] is None
+    assert kmalloc["reason"] == "kmalloc.vmtrace:3: error: op 'k' (kmalloc) cannot be replayed in the kernel: " \
+                                "kernel-replay and confirm replay only a, f and p"
+    assert sorted(p.name for p in d.iterdir() if ".linux-" in p.name) == \
+        ["kmalloc.linux-6.1.json", "moved.linux-6.1.json", "same.linux-6.1.json"]
+    assert not [p for p in d.iterdir() if p.name.startswith(".")]  # no temporary file left
+    assert any("same on Linux 6.1.0-57-amd64: identical" in m for m in logged)
+
+
+def test_confirm_findings_resumes_keeping_results_and_redoing_errors_and_changed_traces(tmp_path, monkeypatch, cli):
+    d = finding_dir(tmp_path, {"same": SMALL, "kmalloc": KMALLOC, "flaky": SMALL})
+    CannedGuest(monkeypatch, {"same.vmtrace": SMALL_LINES, "flaky.vmtrace": SMALL_LINES})
+    kj.confirm_findings(d, ["6.1"], log=lambda *_: None)
+    (d / "flaky.linux-6.1.json").write_text((d / "flaky.linux-6.1.json").read_text()
+                                            .replace('"status": "identical"', '"status": "error"'))
+    before = (d / "same.linux-6.1.json").read_text()
+    guest = CannedGuest(monkeypatch, {"same.vmtrace": SMALL_LINES, "flaky.vmtrace": SMALL_LINES})
+    recs = kj.confirm_findings(d, ["6.1"], log=lambda *_: None)
+    assert guest.boots == ["flaky.vmtrace"]  # the error is retried, the results are kept
+    assert (d / "same.linux-6.1.json").read_text() == before and len(recs) == 3
+    (d / "same.vmtrace").write_text(textwrap.dedent(SMALL) + "# edited\n")  # another trace: confirmed again
+    guest = CannedGuest(monkeypatch, {"same.vmtrace": SMALL_LINES})
+    kj.confirm_findings(d, ["6.1"], log=lambda *_: None)
+    assert guest.boots == ["same.vmtrace"] and guest.fetches == 1
+
+
+@pytest.mark.parametrize("fail,fetch_error,reason", [
+    ("the module did not load (insmod failed); the guest's console ends with:\n  | x", None, "the module did not load"),
+    ("the guest printed nothing: no kernel, no module output", None, "the guest printed nothing"),
+    (None, "cannot download Linux 6.1.0-57-amd64 (6.1.192-3) from the archive", "cannot download"),
+])
+def test_a_kernel_side_that_cannot_run_is_an_error_record_never_identical(tmp_path, monkeypatch, cli, fail,
+                                                                          fetch_error, reason):
+    d = finding_dir(tmp_path, {"one": SMALL, "two": SMALL})
+    guest = CannedGuest(monkeypatch, {}, fail=fail, fetch_error=fetch_error)
+    logged = []
+    recs = kj.confirm_findings(d, ["6.1"], log=logged.append)
+    assert [r["status"] for r in recs] == ["error", "error"] and all(reason in r["reason"] for r in recs)
+    assert all(r["first_difference"] is None and r["kernel_replay"] is None for r in recs)
+    assert guest.fetches == 1  # a kernel that cannot be fetched is tried once per series, not per finding
+    assert sum(m.startswith("vmfrag: error: ") and reason in m for m in logged) == 2
+    assert json.loads((d / "one.linux-6.1.json").read_text())["status"] == "error"
+
+
+def test_confirm_findings_refuses_unknown_series_and_ignores_other_json(tmp_path, monkeypatch, cli):
+    d = finding_dir(tmp_path, {"same": SMALL})
+    (d / "notes.json").write_text('{"format": "vmfrag-bug"}')
+    (d / "broken.json").write_text('{"format": "vmfrag-fin')
+    with pytest.raises(ValueError, match="unknown kernel series 5.10"):
+        kj.confirm_findings(d, ["5.10"])
+    guest = CannedGuest(monkeypatch, {"same.vmtrace": SMALL_LINES})
+    assert [r["finding"] for r in kj.confirm_findings(d, ["6.1", "6.12"], log=lambda *_: None)] == ["same", "same"]
+    assert guest.fetches == 2 and (d / "same.linux-6.12.json").exists()
+
+
+def test_a_record_that_contradicts_its_status_is_refused(tmp_path, monkeypatch, cli):
+    from vmfrag_jobs.results import schemas
+    d = finding_dir(tmp_path, {"moved": SMALL})
+    CannedGuest(monkeypatch, {"moved.vmtrace": PLACED_ELSEWHERE})
+    rec = kj.confirm_findings(d, ["6.1"], log=lambda *_: None)[0]
+    assert schemas.validate(schemas.CONFIRMATION, 1, rec, "r") == []
+    for change, problem in (({"status": "identical"}, "'identical' with a first_difference"),
+                            ({"first_difference": None}, "'differs' without its first_difference"),
+                            ({"status": "error", "reason": None}, "'error' without a reason"),
+                            ({"status": "sure"}, "'status' is 'sure'"),
+                            ({"kernel": {"series": "6.1", "smp": 1, "release": None}}, "without the kernel release")):
+        assert any(problem in p for p in schemas.validate(schemas.CONFIRMATION, 1, dict(rec, **change), "r")), change
+
+
 # --- a guest that cannot run: no QEMU needed ------------------------------------------------------------
 
 def fake_kernel(tmp_path):
@@ -362,28 +496,38 @@ def test_confirm_end_to_end_on_linux_6_1(repo, tmp_path):
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
+    from vmfrag_jobs.results import schemas
+    assert (rep["format"], rep["finding"], schemas.validate(schemas.CONFIRMATION, 1, rep, "out")) == \
+        ("vmfrag-confirmation", None, [])
     assert rep["kernel"]["release"].startswith("6.1.") and rep["kernel"]["package_version"]
     assert rep["allocations_compared"] == 6
     kr = rep["kernel_replay"]
     assert kr["format"] == "vmfrag-replay" and kr["ops"] == 8
     assert {k: kr["placements"][k] for k in ("1", "2", "3")} == {"1": 0, "2": 28 << 10, "3": 48 << 10}
     assert [(f["op"], f["kind"]) for f in kr["failures"]] == [(7, "no-virtual-space")]
-    if rep["identical"]:
-        assert kr["placements"]["4"] == 32 << 10
+    if rep["status"] == "identical":
+        assert kr["placements"]["4"] == 32 << 10 and rep["ops_compared"] == 8
     else:
+        assert rep["status"] == "differs" and rep["ops_compared"] == 6
         d = rep["first_difference"]
         assert (d["op"], d["kind"], d["vmfrag"], d["kernel"]) == \
             (5, "alignment-search", {"result": "ok", "offset": 32 << 10}, {"result": "ok", "offset": 64 << 10})
     assert rep["identical_before_difference"] >= 3
 
 
-def test_a_module_that_cannot_load_fails_loudly_on_a_real_guest(tmp_path):
-    kernel = kj.fetch_kernel("6.1", log=lambda *_: None)  # cached by the test above
-    t = kj.read_trace(trace_file(tmp_path, "vmtrace 1\nregion 64K\na 1 4K\n"))
+def test_a_module_that_cannot_load_is_a_loud_error_record_on_a_real_guest(tmp_path, monkeypatch, cli):
+    """confirm_findings on the real Linux 6.1 (cached by the test above) with a module that cannot
+    load: the finding's record is `error` with the reason, and the log says so."""
     bad = tmp_path / "vmfrag_replay.ko"
     bad.write_bytes(b"not a module")
-    with pytest.raises(kj.KernelError, match="the module did not load"):
-        kj.guest_run(kernel, bad, t, 1)
+    monkeypatch.setattr(kj, "build_module", lambda kernel, log=print: bad)
+    d = finding_dir(tmp_path, {"one": "vmtrace 1\nregion 64K\na 1 4K\n"})
+    logged = []
+    rec, = kj.confirm_findings(d, ["6.1"], log=logged.append)
+    assert rec["status"] == "error" and "the module did not load" in rec["reason"]
+    assert rec["kernel"]["release"].startswith("6.1.") and rec["first_difference"] is None
+    assert json.loads((d / "one.linux-6.1.json").read_text())["status"] == "error"
+    assert any(m.startswith("vmfrag: error: one could not be confirmed on Linux 6.1") for m in logged)
 
 
 def test_help_lists_kernel_replay_and_confirm(repo):
