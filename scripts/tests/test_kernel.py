@@ -402,6 +402,18 @@ def test_a_kernel_side_that_cannot_run_is_an_error_record_never_identical(tmp_pa
     assert json.loads((d / "one.linux-6.1.json").read_text())["status"] == "error"
 
 
+def test_a_findings_seconds_leave_out_the_shared_download_and_build(tmp_path, monkeypatch, cli):
+    import time
+    real, skew = time.monotonic, [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: real() + skew[0])
+    d = finding_dir(tmp_path, {"first": SMALL})
+    guest = CannedGuest(monkeypatch, {"first.vmtrace": SMALL_LINES})
+    ready = guest.ready
+    monkeypatch.setattr(confirmation, "ready_kernel", lambda s, log=print: (skew.__setitem__(0, 600.0), ready(s))[1])
+    rec, = confirmation.confirm_findings(d, ["6.1"], log=lambda *_: None)
+    assert rec["status"] == "identical" and rec["seconds"] < 600  # the "download" took 600 s
+
+
 def test_confirm_findings_refuses_unknown_series_and_ignores_other_json(tmp_path, monkeypatch, cli):
     d = finding_dir(tmp_path, {"same": SMALL})
     (d / "notes.json").write_text('{"format": "vmfrag-bug"}')
