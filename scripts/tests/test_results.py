@@ -30,7 +30,7 @@ def test_every_fixture_file_is_identified_and_valid():
         "ci-bugs": {schemas.RUN: 1, schemas.CI: 1, schemas.REPLAY: 2, schemas.TIMELINE: 2, schemas.BUG: 2},
         "ci-clean": {schemas.RUN: 1, schemas.CI: 1, schemas.REPLAY: 3, schemas.TIMELINE: 3, schemas.FUZZ_STATS: 2,
                      schemas.HUNT_EVAL: 1, schemas.GOOGLE_BENCHMARK: 1, schemas.BENCH_RATIOS: 1},
-        "nightly-findings": {schemas.RUN: 1, schemas.FINDING: 6, schemas.CONFIRMATION: 6, schemas.GOOGLE_BENCHMARK: 1},
+        "nightly-findings": {schemas.RUN: 1, schemas.FINDING: 6, schemas.CONFIRMATION: 12, schemas.GOOGLE_BENCHMARK: 1},
         "legacy-ci": {schemas.CI: 1},
     }
     for name, counts in expected.items():
@@ -219,20 +219,20 @@ def test_findings_are_deduplicated_keeping_the_most_severe(tmp_path):
 
 
 def test_kernel_confirmations_attach_to_their_findings():
-    """The fixture's records come from real boots of Linux 6.1 (make_fixtures.py): every finding
-    has one; the kmalloc one is not confirmable, the others carry the kernel's release."""
+    """The fixture's records come from real boots of Linux 6.1 and 6.12 (make_fixtures.py): every
+    finding has one per kernel; the kmalloc one is not confirmable, the others carry the release."""
     t = results.compute(load("nightly-findings"))
     for f in t["findings"]:
-        (c,) = f["confirmations"]
-        rec = json.loads((FIXTURES / "nightly-findings" / c["source"]).read_text())
-        assert c["source"] == f"findings/{f['id']}.linux-6.1.json" and rec["finding"] == f["id"]
-        assert (c["series"], c["status"], c["reason"], c["difference"]) == \
-            ("6.1", rec["status"], rec["reason"], rec["first_difference"])
-        if f["kind"] == "physical-fragmentation":
-            assert c["status"] == "not-confirmable" and "op 'k' (kmalloc)" in c["reason"] and c["release"] is None
-        else:
-            assert c["status"] in ("identical", "differs") and c["release"].startswith("6.1.")
-            assert rec["ops_compared"] >= 1 and rec["kernel_replay"]["kernel"]["release"] == c["release"]
+        assert [c["series"] for c in f["confirmations"]] == ["6.1", "6.12"]
+        for c in f["confirmations"]:
+            rec = json.loads((FIXTURES / "nightly-findings" / c["source"]).read_text())
+            assert c["source"] == f"findings/{f['id']}.linux-{c['series']}.json" and rec["finding"] == f["id"]
+            assert (c["status"], c["reason"], c["difference"]) == (rec["status"], rec["reason"], rec["first_difference"])
+            if f["kind"] == "physical-fragmentation":
+                assert c["status"] == "not-confirmable" and "op 'k' (kmalloc)" in c["reason"] and c["release"] is None
+            else:
+                assert c["status"] in ("identical", "differs") and c["release"].startswith(c["series"] + ".")
+                assert rec["ops_compared"] >= 1 and rec["kernel_replay"]["kernel"]["release"] == c["release"]
 
 
 def test_a_confirmation_without_its_finding_is_a_problem_and_a_bad_one_is_named(tmp_path):
