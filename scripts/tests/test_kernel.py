@@ -421,7 +421,8 @@ def test_confirm_findings_refuses_unknown_series_and_ignores_other_json(tmp_path
     with pytest.raises(ValueError, match="unknown kernel series 5.10"):
         confirmation.confirm_findings(d, ["5.10"])
     guest = CannedGuest(monkeypatch, {"same.vmtrace": SMALL_LINES})
-    assert [r["finding"] for r in confirmation.confirm_findings(d, ["6.1", "6.12"], log=lambda *_: None)] == ["same", "same"]
+    recs = confirmation.confirm_findings(d, ["6.1", "6.12"], log=lambda *_: None)
+    assert [(r["finding"], r["kernel"]["series"]) for r in recs] == [("same", "6.1"), ("same", "6.12")]
     assert guest.fetches == 2 and (d / "same.linux-6.12.json").exists()
 
 

@@ -227,7 +227,8 @@ def test_kernel_confirmations_attach_to_their_findings():
         for c in f["confirmations"]:
             rec = json.loads((FIXTURES / "nightly-findings" / c["source"]).read_text())
             assert c["source"] == f"findings/{f['id']}.linux-{c['series']}.json" and rec["finding"] == f["id"]
-            assert (c["status"], c["reason"], c["difference"]) == (rec["status"], rec["reason"], rec["first_difference"])
+            assert (c["status"], c["reason"], c["difference"]) == \
+                (rec["status"], rec["reason"], rec["first_difference"])
             if f["kind"] == "physical-fragmentation":
                 assert c["status"] == "not-confirmable" and "op 'k' (kmalloc)" in c["reason"] and c["release"] is None
             else:

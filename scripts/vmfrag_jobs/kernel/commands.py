@@ -10,6 +10,7 @@ from .errors import TraceError
 from .packages import DEFAULT_SERIES, SERIES
 from .trace import read_trace
 
+
 def add_kernel_parsers(subparsers, bounded_int):
     """Adds `kernel-replay` and `confirm` to scripts/vmfrag's subcommands."""
     for name, help_text, func in (

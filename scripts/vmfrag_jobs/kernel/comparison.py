@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .trace import PAGE
 
+
 def vmfrag_replay(trace_path):
     """The C++ replay of the trace: (exit code, its JSON or None, its timeline, its stderr)."""
     from ..cli import cli_binary

@@ -6,11 +6,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..results.schemas import CONFIRMATION, FINDING
 from . import guest, module_build, packages
 from .comparison import EXPLAIN, compare, kernel_steps, vmfrag_replay
 from .errors import KernelError, TraceError
 from .trace import read_trace
 from .window import kernel_result
+
 
 @dataclass
 class ReadyKernel:
@@ -48,7 +50,6 @@ def run_kernel(trace, series, smp, log=print):
     return replay_on(ready_kernel(series, log), trace, smp)
 
 
-CONFIRMATION = "vmfrag-confirmation"
 # A record with one of these is a result and is kept; an `error` record is retried by the next run.
 SETTLED = ("identical", "differs", "not-confirmable")
 
@@ -111,7 +112,7 @@ def _finding_sidecars(findings_dir):
             doc = json.loads(p.read_text())
         except (OSError, ValueError):
             continue  # damaged: the results loader reports it
-        if isinstance(doc, dict) and doc.get("format") == "vmfrag-finding" and isinstance(doc.get("trace"), str):
+        if isinstance(doc, dict) and doc.get("format") == FINDING and isinstance(doc.get("trace"), str):
             found.append((p, doc))
     return found
 

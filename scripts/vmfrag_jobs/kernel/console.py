@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .errors import KernelError
 
+
 @dataclass
 class Outcome:
     kind: str        # 'a', 'f' or 'p'
