@@ -382,6 +382,9 @@ def test_confirm_findings_resumes_keeping_results_and_redoing_errors_and_changed
     guest = CannedGuest(monkeypatch, {"same.vmtrace": SMALL_LINES})
     confirmation.confirm_findings(d, ["6.1"], log=lambda *_: None)
     assert guest.boots == ["same.vmtrace"] and guest.fetches == 1
+    guest = CannedGuest(monkeypatch, {"same.vmtrace": SMALL_LINES, "flaky.vmtrace": SMALL_LINES})
+    confirmation.confirm_findings(d, ["6.1"], log=lambda *_: None, smp=2)  # another guest: all again
+    assert guest.boots == ["flaky.vmtrace", "same.vmtrace"]
 
 
 @pytest.mark.parametrize("fail,fetch_error,reason", [

@@ -117,14 +117,15 @@ def _finding_sidecars(findings_dir):
     return found
 
 
-def _settled(path, trace_bytes):
-    """The existing record at `path` when it is a result for this very trace, else None."""
+def _settled(path, trace_bytes, smp):
+    """The existing record at `path` when it is a result for this very trace and guest, else None."""
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if (isinstance(doc, dict) and doc.get("format") == CONFIRMATION and doc.get("status") in SETTLED
-            and doc.get("trace_sha256") == module_build.hash_bytes(trace_bytes)):
+            and doc.get("trace_sha256") == module_build.hash_bytes(trace_bytes)
+            and (doc.get("kernel") or {}).get("smp") == smp):
         return doc
     return None
 
@@ -169,7 +170,7 @@ def confirm_findings(findings_dir, series, log=print, smp=1):
     kernel series ("6.1", "6.12"): replays its trace in vmfrag and in the kernel and writes
     `<id>.linux-<series>.json` (vmfrag-confirmation v1) atomically beside the sidecar. Resumable:
     a finding that already has an identical / differs / not-confirmable record for the same trace
-    bytes is skipped; an `error` record is retried. The kernel is fetched and its module built
+    bytes and guest CPUs is skipped; an `error` record is retried. The kernel is fetched and its module built
     once per series, and only when some finding needs it. Returns every finding's record (those
     found and those written), by series then finding. Needs the release build (`vmfrag replay`)."""
     from ..cli import cli_binary
@@ -199,7 +200,7 @@ def confirm_findings(findings_dir, series, log=print, smp=1):
         for sidecar, doc in sidecars:
             out = confirmation_path(sidecar, s)
             try:
-                old = _settled(out, (sidecar.parent / doc["trace"]).read_bytes()) if out.exists() else None
+                old = _settled(out, (sidecar.parent / doc["trace"]).read_bytes(), smp) if out.exists() else None
             except OSError:
                 old = None
             if old is not None:
