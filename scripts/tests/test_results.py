@@ -236,15 +236,20 @@ def test_kernel_confirmations_attach_to_their_findings():
                 assert rec["ops_compared"] >= 1 and rec["kernel_replay"]["kernel"]["release"] == c["release"]
 
 
-def test_a_confirmation_without_its_finding_is_a_problem_and_a_bad_one_is_named(tmp_path):
+def test_a_confirmation_without_its_finding_or_that_could_not_run_is_a_problem(tmp_path):
     d = copy_fixture(tmp_path, "nightly-findings")
     (d / "findings" / "sawtooth-3.json").unlink()
     rec = json.loads((d / "findings" / "checkerboard-4.linux-6.1.json").read_text())
     rec.update(status="differs", first_difference=None)
     (d / "findings" / "checkerboard-4.linux-6.1.json").write_text(json.dumps(rec))
+    other = json.loads((d / "findings" / "checkerboard-4.linux-6.12.json").read_text())
+    other.update(status="error", reason="the module did not load (insmod failed); the console ends with:\n  | x")
+    (d / "findings" / "checkerboard-4.linux-6.12.json").write_text(json.dumps(other))
     r = results.load([d])
     assert (f"{d.name}/findings/sawtooth-3.linux-6.1.json: a kernel confirmation of finding sawtooth-3, "
-            "whose sidecar is not beside it (missing or unreadable)") in r.problems
+            "whose sidecar is not beside it (missing or damaged)") in r.problems
+    assert (f"{d.name}/findings/checkerboard-4.linux-6.12.json: the kernel confirmation on Linux 6.12 could not "
+            "run: the module did not load (insmod failed); the console ends with:") in r.problems
     assert f"{d.name}/findings/checkerboard-4.linux-6.1.json: status 'differs' without its first_difference" \
         in r.problems
     assert all(f["id"] != "sawtooth-3" for f in results.compute(r)["findings"])

@@ -255,7 +255,11 @@ def _check_completeness(root, results):
             if not any(g.root == root and g.format == schemas.FINDING and g.data is not None and _beside(g, f)
                        and g.data.get("id") == f.data["finding"] for g in results.files):
                 results.problems.append(f"{label}/{f.rel}: a kernel confirmation of finding {f.data['finding']}, "
-                                        "whose sidecar is not beside it (missing or unreadable)")
+                                        "whose sidecar is not beside it (missing or damaged)")
+        if f.format == schemas.CONFIRMATION and f.data.get("status") == "error":
+            series = (f.data.get("kernel") or {}).get("series")
+            results.problems.append(f"{label}/{f.rel}: the kernel confirmation on Linux {series} could not run: "
+                                    f"{str(f.data.get('reason')).splitlines()[0]}")
         if f.format == schemas.BUG:
             repro = f.data.get("reproducer")
             if isinstance(repro, str) and not (root / Path(f.rel).parent / repro).exists():
