@@ -95,6 +95,50 @@ def test_findings_without_perf_counters(tmp_path):
     assert "dTLB-load-misses: unsupported: EACCES" in html[:html.index('id="bugs"')]
 
 
+def test_each_finding_shows_its_kernel_confirmation(tmp_path):
+    tables, html = render(tmp_path, "nightly-findings")
+    findings = section(html, "findings")
+    for i, f in enumerate(tables["findings"], 1):
+        article = findings[findings.index(f'id="finding-{i}"'):]
+        article = article[:article.index("</article>")]
+        assert len(f["confirmations"]) == 2
+        for c in f["confirmations"]:
+            if c["status"] == "identical":
+                assert f"confirmed on Linux {c['release']}" in findings
+                assert f"Confirmed on Linux {c['release']}: the kernel's vmalloc placed and failed every one of " \
+                       f"the {c['ops_compared']} ops exactly as vmfrag did." in article
+            elif c["status"] == "not-confirmable":
+                assert f"not confirmable on Linux {c['series']}" in findings
+                assert f"Not confirmable on Linux {c['series']}: {c['reason']}".replace("'", "&#39;") in article
+            else:
+                assert f"differs on Linux {c['release']}: {c['difference']['kind']}" in findings
+                assert f"Linux {c['release']} differs at op {c['difference']['op']}" in article
+    assert "not run" not in findings  # every fixture finding has a record
+
+
+def test_a_difference_and_an_error_are_shown_as_such(tmp_path):
+    d = copy_fixture(tmp_path, "nightly-findings")
+    path = d / "findings" / "checkerboard-4.linux-6.1.json"
+    rec = json.loads(path.read_text())
+    diff = {"op": 3, "line": 12, "text": "a 2 32K", "kind": "alignment-search", "explanation": "searches for more",
+            "vmfrag": {"result": "ok", "offset": 32768}, "kernel": {"result": "virtual-fragmentation"}}
+    path.write_text(json.dumps(dict(rec, status="differs", first_difference=diff)))
+    err = d / "findings" / "sawtooth-3.linux-6.1.json"
+    err.write_text(json.dumps(dict(json.loads(err.read_text()), status="error", first_difference=None,
+                                   reason="the module did not load (insmod failed)")))
+    for series in ("6.1", "6.12"):
+        (d / "findings" / f"checkerboard-3-long.linux-{series}.json").unlink()
+    tables, out = report.make_report(d)
+    findings = section(out.read_text(), "findings")
+    assert "differs on Linux 6.1." in findings and ": alignment-search</span>" in findings
+    assert ("differs at op 3 (<code>a 2 32K</code>): vmfrag placed at window offset 0x8000; the kernel failed: "
+            "virtual-fragmentation. Difference kind <strong>alignment-search</strong>: searches for more.") in findings
+    assert ('<span class="alarm">Kernel confirmation on Linux 6.1 failed (error, not a verdict):</span> '
+            "the module did not load (insmod failed)") in findings
+    assert "error on Linux 6.1" in findings and "confirmed on Linux" in findings
+    assert ">not run</td>" in findings  # checkerboard-3-long has no record now
+
+
 def test_a_half_written_run_renders_and_says_what_is_missing(tmp_path):
     tables, html = render(tmp_path, "killed-nightly")
     problems = section(html, "problems")

@@ -30,7 +30,7 @@ def test_every_fixture_file_is_identified_and_valid():
         "ci-bugs": {schemas.RUN: 1, schemas.CI: 1, schemas.REPLAY: 2, schemas.TIMELINE: 2, schemas.BUG: 2},
         "ci-clean": {schemas.RUN: 1, schemas.CI: 1, schemas.REPLAY: 3, schemas.TIMELINE: 3, schemas.FUZZ_STATS: 2,
                      schemas.HUNT_EVAL: 1, schemas.GOOGLE_BENCHMARK: 1, schemas.BENCH_RATIOS: 1},
-        "nightly-findings": {schemas.RUN: 1, schemas.FINDING: 6, schemas.GOOGLE_BENCHMARK: 1},
+        "nightly-findings": {schemas.RUN: 1, schemas.FINDING: 6, schemas.CONFIRMATION: 12, schemas.GOOGLE_BENCHMARK: 1},
         "legacy-ci": {schemas.CI: 1},
     }
     for name, counts in expected.items():
@@ -216,6 +216,43 @@ def test_findings_are_deduplicated_keeping_the_most_severe(tmp_path):
         assert f["ops_before"] == side["ops_before_minimisation"] and f["ops_after"] == side["ops_after_minimisation"]
         assert f["trace_text"].splitlines()[0].startswith("# minimized by vmfrag minimize")
         assert sum(s["bytes"] for s in f["segments"]) == side["region_bytes"]
+
+
+def test_kernel_confirmations_attach_to_their_findings():
+    """The fixture's records come from real boots of Linux 6.1 and 6.12 (make_fixtures.py): every
+    finding has one per kernel; the kmalloc one is not confirmable, the others carry the release."""
+    t = results.compute(load("nightly-findings"))
+    for f in t["findings"]:
+        assert [c["series"] for c in f["confirmations"]] == ["6.1", "6.12"]
+        for c in f["confirmations"]:
+            rec = json.loads((FIXTURES / "nightly-findings" / c["source"]).read_text())
+            assert c["source"] == f"findings/{f['id']}.linux-{c['series']}.json" and rec["finding"] == f["id"]
+            assert (c["status"], c["reason"], c["difference"]) == \
+                (rec["status"], rec["reason"], rec["first_difference"])
+            if f["kind"] == "physical-fragmentation":
+                assert c["status"] == "not-confirmable" and "op 'k' (kmalloc)" in c["reason"] and c["release"] is None
+            else:
+                assert c["status"] in ("identical", "differs") and c["release"].startswith(c["series"] + ".")
+                assert rec["ops_compared"] >= 1 and rec["kernel_replay"]["kernel"]["release"] == c["release"]
+
+
+def test_a_confirmation_without_its_finding_or_that_could_not_run_is_a_problem(tmp_path):
+    d = copy_fixture(tmp_path, "nightly-findings")
+    (d / "findings" / "sawtooth-3.json").unlink()
+    rec = json.loads((d / "findings" / "checkerboard-4.linux-6.1.json").read_text())
+    rec.update(status="differs", first_difference=None)
+    (d / "findings" / "checkerboard-4.linux-6.1.json").write_text(json.dumps(rec))
+    other = json.loads((d / "findings" / "checkerboard-4.linux-6.12.json").read_text())
+    other.update(status="error", reason="the module did not load (insmod failed); the console ends with:\n  | x")
+    (d / "findings" / "checkerboard-4.linux-6.12.json").write_text(json.dumps(other))
+    r = results.load([d])
+    assert (f"{d.name}/findings/sawtooth-3.linux-6.1.json: a kernel confirmation of finding sawtooth-3, "
+            "whose sidecar is not beside it (missing or damaged)") in r.problems
+    assert (f"{d.name}/findings/checkerboard-4.linux-6.12.json: the kernel confirmation on Linux 6.12 could not "
+            "run: the module did not load (insmod failed); the console ends with:") in r.problems
+    assert f"{d.name}/findings/checkerboard-4.linux-6.1.json: status 'differs' without its first_difference" \
+        in r.problems
+    assert all(f["id"] != "sawtooth-3" for f in results.compute(r)["findings"])
 
 
 def test_a_finding_below_the_floor_is_reported_as_a_bug(tmp_path):

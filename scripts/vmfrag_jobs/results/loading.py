@@ -58,11 +58,22 @@ class ResultsDir:
     def damaged(self):
         return [f for f in self.files if f.damaged]
 
+    def confirmations_of(self, finding):
+        """The vmfrag-confirmation records beside a finding's sidecar that name it, by kernel series."""
+        found = [f for f in self.of(schemas.CONFIRMATION)
+                 if f.root == finding.root and _beside(f, finding) and f.data.get("finding") == finding.data.get("id")]
+        return sorted(found, key=lambda f: (str((f.data.get("kernel") or {}).get("series")), f.rel))
+
     def find(self, root, rel):
         for f in self.files:
             if f.root == root and f.rel == rel:
                 return f
         return None
+
+
+def _beside(a, b):
+    """Whether two result files are in the same directory."""
+    return Path(a.rel).parent == Path(b.rel).parent
 
 
 def _json_error(e, text):
@@ -242,6 +253,15 @@ def _check_completeness(root, results):
             trace = f.data.get("trace")
             if isinstance(trace, str) and not (root / Path(f.rel).parent / trace).exists():
                 results.problems.append(f"{label}/{f.rel}: its trace {trace} is missing")
+        if f.format == schemas.CONFIRMATION and isinstance(f.data.get("finding"), str):
+            if not any(g.root == root and g.format == schemas.FINDING and g.data is not None and _beside(g, f)
+                       and g.data.get("id") == f.data["finding"] for g in results.files):
+                results.problems.append(f"{label}/{f.rel}: a kernel confirmation of finding {f.data['finding']}, "
+                                        "whose sidecar is not beside it (missing or damaged)")
+        if f.format == schemas.CONFIRMATION and f.data.get("status") == "error":
+            series = (f.data.get("kernel") or {}).get("series")
+            results.problems.append(f"{label}/{f.rel}: the kernel confirmation on Linux {series} could not run: "
+                                    f"{str(f.data.get('reason')).splitlines()[0]}")
         if f.format == schemas.BUG:
             repro = f.data.get("reproducer")
             if isinstance(repro, str) and not (root / Path(f.rel).parent / repro).exists():

@@ -193,6 +193,39 @@ def validate_finding(obj, where):
     return p
 
 
+CONFIRMATION = "vmfrag-confirmation"
+CURRENT_VERSION[CONFIRMATION] = 1
+CONFIRMATION_STATES = ("identical", "differs", "not-confirmable", "error")
+
+
+def validate_confirmation(obj, where):
+    """A finding replayed on a real kernel (kernel_job.confirm_findings, `vmfrag confirm --json`):
+    the status must agree with what backs it, so that no record can say "identical" without a
+    kernel release, or "differs" without the difference."""
+    p = check_fields(obj, {"finding": OPT_STR, "trace": STR, "trace_sha256": STR, "kernel": DICT, "status": STR,
+                           "reason": OPT_STR, "ops": OPT_INT, "ops_compared": INT, "first_difference": OPT_DICT,
+                           "seconds": NUM, "notes": LIST}, where)
+    p += check_choice(obj, "status", CONFIRMATION_STATES, where)
+    p += check_provenance(obj, where)
+    if isinstance(obj.get("kernel"), dict):
+        p += check_fields(obj["kernel"], {"series": STR, "smp": INT, "release": OPT_STR}, f"{where} kernel")
+    status, diff = obj.get("status"), obj.get("first_difference")
+    if status in ("identical", "differs") and not (isinstance(obj.get("kernel"), dict)
+                                                   and isinstance(obj["kernel"].get("release"), str)):
+        p.append(f"{where}: status '{status}' without the kernel release it was compared on")
+    if status == "identical" and diff is not None:
+        p.append(f"{where}: status 'identical' with a first_difference")
+    if status == "differs":
+        if isinstance(diff, dict):
+            p += check_fields(diff, {"op": INT, "kind": STR, "vmfrag": DICT, "kernel": DICT},
+                              f"{where} first_difference")
+        else:
+            p.append(f"{where}: status 'differs' without its first_difference")
+    if status in ("not-confirmable", "error") and not obj.get("reason"):
+        p.append(f"{where}: status '{status}' without a reason")
+    return p
+
+
 def validate_bug(obj, where):
     p = check_fields(obj, {"id": STR, "kind": STR, "title": STR, "reproducer": OPT_STR, "command": OPT_STR,
                            "stack": LIST}, where)
@@ -303,6 +336,7 @@ def validate(fmt, version, obj, where):
         CI: lambda: validate_ci(obj, where, version),
         REPLAY: lambda: validate_replay(obj, where, version),
         FINDING: lambda: validate_finding(obj, where),
+        CONFIRMATION: lambda: validate_confirmation(obj, where),
         BUG: lambda: validate_bug(obj, where),
         FUZZ_STATS: lambda: validate_fuzz_stats(obj, where),
         HUNT_EVAL: lambda: validate_hunt_eval(obj, where),

@@ -242,6 +242,15 @@ def _read_trace(path):
     return "\n".join(lines[:TRACE_LINES_SHOWN]), len(lines)
 
 
+def confirmation_row(rf):
+    """One kernel's verdict on a finding (a vmfrag-confirmation record), as the report shows it."""
+    d = rf.data
+    k = d.get("kernel") or {}
+    return {"series": k.get("series"), "release": k.get("release"), "status": d.get("status"),
+            "reason": d.get("reason"), "difference": d.get("first_difference"), "ops_compared": d.get("ops_compared"),
+            "seconds": d.get("seconds"), "source": rf.rel}
+
+
 def findings(results):
     found = []
     for rf in results.of(schemas.FINDING):
@@ -267,7 +276,8 @@ def findings(results):
             "replay_command": d.get("replay_command") or f"scripts/vmfrag replay {trace_rel} --json",
             "region_bytes": d.get("region_bytes"), "guard_pages": d.get("guard_pages"),
             "segments": segments, "map_totals": totals, "largest_free_bytes": largest_free,
-            "physical_map": phys, "found_at": d.get("found_at"), "sources": [rf.rel]})
+            "physical_map": phys, "found_at": d.get("found_at"), "sources": [rf.rel],
+            "confirmations": [confirmation_row(c) for c in results.confirmations_of(rf)]})
     # Keep the most severe (lowest severity) representative of each signature.
     kept = _dedup(found, better=lambda a, b: (a["severity"] is not None
                                               and (b["severity"] is None or a["severity"] < b["severity"])))

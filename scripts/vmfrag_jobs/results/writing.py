@@ -31,22 +31,23 @@ def now_iso():
 
 
 def write_atomically(path, text):
-    """Writes `text` to `path` the way the C++ tools' OutputFile does (harness/files/output_file.h):
+    """Writes `text` (str, or bytes for a binary file) to `path` the way the C++ tools' OutputFile does (harness/files/output_file.h):
     a regular or absent target gets a temporary file beside it, renamed over it (removed on any
     error or interrupt); a symlink keeps being a symlink (the file it resolves to is replaced);
     a FIFO, a device or anything under /dev or /proc is written through, never replaced."""
     path = Path(path)
     special = str(path).startswith(("/dev/", "/proc/")) or (path.exists() and not path.is_file()
                                                              and not path.is_dir())
+    binary = isinstance(text, bytes)
     if special:
-        with open(path, "w", encoding="utf-8") as f:
+        with open(path, "wb") if binary else open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return
     path = Path(os.path.realpath(path)) if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
