@@ -72,7 +72,7 @@ def test_ci_runs_within_its_budget_and_writes_everything(repo, tmp_path):
     assert r.stdout.splitlines()[-1] == f"vmfrag ci: report: {out / 'index.html'}"
     run = json.loads((out / "run.json").read_text())
     assert run["exit_code"] == 0 and run["finished"]
-    assert [s["status"] for s in run["steps"]] == ["done"] * 5
+    assert [s["status"] for s in run["steps"]] == ["done"] * 5 + ["skipped"]  # kernel: no --kernel
     ci = json.loads((out / "ci.json").read_text())
     assert schemas.validate(schemas.CI, ci["version"], ci, "ci.json") == []
     assert sum(rec["inputs"] for rec in ci["regressions"]) >= 3
@@ -124,7 +124,7 @@ def unit_records(out):
 def test_nightly_killed_with_sigkill_resumes_without_losing_or_repeating(repo, tmp_path):
     out = tmp_path / "night"
     args = [str(repo / "scripts" / "vmfrag"), "nightly", "--seconds", "120", "--out", str(out), "--jobs", "2",
-            "--ops", "3000", "--fuzz-slice", "4", "--hunt-trial", "4", "--stress-ops", "240", "--seeds", "1"]
+            "--ops", "3000", "--fuzz-slice", "4", "--hunt-trial", "4", "--stress-ops", "240", "--seeds", "1", "--no-kernel"]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -184,3 +184,27 @@ def test_a_stress_unit_with_a_data_race_is_a_bug_in_the_report(tmp_path):
     (kind,) = tables["units"]["kinds"]
     assert (kind["kind"], kind["finished"], kind["bugs"]) == ("stress", 1, 1)
     assert tables["units"]["stress_clean_ops"] == 0  # a run with a race is not counted as clean
+
+
+def test_findings_are_confirmed_in_every_findings_directory(monkeypatch, tmp_path):
+    from vmfrag_jobs import job_units, kernel_job
+    for d in ("fuzz/fuzz_frag_hunt/findings", "units/fuzz.fuzz_frag_hunt.slice-1/findings", "units/x/findings"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "fuzz/fuzz_frag_hunt/findings/a.json").write_text("{}")
+    (tmp_path / "units/fuzz.fuzz_frag_hunt.slice-1/findings/b.json").write_text("{}")
+    calls = []
+
+    def confirm(findings, series, log):
+        calls.append((findings.relative_to(tmp_path).as_posix(), series))
+        return [{"status": "identical"}, {"status": "differs"}]
+    monkeypatch.setattr(kernel_job, "confirm_findings", confirm)
+    counts = job_units.confirm_findings_under(tmp_path, ("6.1", "6.12"))
+    assert calls == [("fuzz/fuzz_frag_hunt/findings", ["6.1", "6.12"]),
+                     ("units/fuzz.fuzz_frag_hunt.slice-1/findings", ["6.1", "6.12"])]  # the empty one skipped
+    assert counts == {"identical": 2, "differs": 2, "not-confirmable": 0, "error": 0}
+
+
+def test_kernel_option_is_checked(repo):
+    for job in ("ci", "nightly"):
+        r = vmfrag(repo, job, "--kernel", "5.10")
+        assert r.returncode == 2 and "is not a comma-separated list of 6.1, 6.12" in r.stderr, r.stderr

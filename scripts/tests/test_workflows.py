@@ -31,7 +31,7 @@ PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+(\.\d+)*|[0-9a-f]{40})$")
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 CRON = re.compile(r"^(\S+\s+){4}\S+$")
 # The budget a test can afford, for the nightly workflow's NIGHTLY_ARGS.
-TEST_NIGHTLY_ARGS = "--seconds 10 --ops 3000 --fuzz-slice 2 --hunt-trial 2 --stress-ops 240 --seeds 1 --jobs 1"
+TEST_NIGHTLY_ARGS = "--seconds 10 --ops 3000 --fuzz-slice 2 --hunt-trial 2 --stress-ops 240 --seeds 1 --jobs 1 --no-kernel"
 
 
 def load(name):

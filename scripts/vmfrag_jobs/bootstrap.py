@@ -25,7 +25,7 @@ def progress(message):
 # Kernel replay (kernel/, `kernel-replay`, `confirm`): QEMU, a static busybox and cpio for the guest;
 # make, gcc-12 (the compiler of Debian 12's kernels), dwarves (pahole: 6.12's modules get BTF) and
 # the libraries linux-kbuild's tools link (libelf1, libssl3) to build the module. The kernels
-# themselves are never installed: kernel_job.py fetches them with apt-get download.
+# themselves are never installed: vmfrag_jobs/kernel/packages.py fetches them with apt-get download.
 PACKAGES = [
     "meson", "ninja-build", "pkg-config", "g++", "clang", "libclang-rt-14-dev",
     "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "nlohmann-json3-dev", "libcli11-dev",

@@ -8,6 +8,9 @@ its time budget (--seconds, default 300, printed up front; building is not count
                   under --corpus), crashes as bugs, fuzz_frag_hunt's findings minimised
   3. workloads    every `gen` workload x --seeds, `replay --differential --check-every 1000`
   4. bench        vmfrag_bench's quick set (3 repetitions), ratios beside issue 12's goals
+  5. kernel       with --kernel 6.1[,6.12]: every finding replayed on that real kernel under QEMU
+                  (`confirm`), marked in the report "confirmed on Linux X" or with the difference;
+                  not counted in the budget (about 10-20 s a finding here, plus a first download)
 
 Steps 2 and 3 share what the budget leaves after step 1 and an allowance for step 4; a unit is
 started only while its step has time left, and the units that were not started are recorded as
@@ -43,7 +46,7 @@ from .results.provenance import provenance
 from .results.writing import RunManifest, new_run_directory, point_latest, write_atomically
 
 CI_FORMAT, CI_VERSION = schemas.CI, 2
-STEPS = ("build", "regressions", "fuzz", "workloads", "bench")
+STEPS = ("build", "regressions", "fuzz", "workloads", "bench", "kernel")
 FUZZ_TARGETS = ("fuzz_frag_hunt", "fuzz_ops", "fuzz_trace_parser")
 # What the quick benchmark set takes here (3 repetitions: 8 s on a loaded 2-vCPU VM), reserved at
 # the end of the budget so the earlier steps cannot eat it.
@@ -72,6 +75,8 @@ def add_arguments(p, bounded_int, bounded_float):
     p.add_argument("--no-history", action="store_true", help="do not record this run in the history")
     p.add_argument("--fail-on-finding", type=bounded_float(0.0, 1.0), metavar="SEVERITY",
                    help="exit 1 when a finding has severity <= SEVERITY (0..1; lower is worse fragmentation)")
+    p.add_argument("--kernel", type=job_units.kernel_series_arg, metavar="SERIES",
+                   help="confirm every finding on these real kernels, e.g. 6.1 or 6.1,6.12 (default: no kernel)")
     p.add_argument("--planted-bug", action="store_true",
                    help="test the pipeline: replay the regressions with fuzz_ops built on the planted "
                         "coalescing bug (-Dplanted_bug_test), which must make the run fail")
@@ -166,6 +171,10 @@ class CiRun:
             self.step_fuzz(budget, window * FUZZ_SHARE)
         self.step_workloads(budget)
         self.step_bench()
+        if self.args.kernel:
+            self.step_kernel()
+        else:
+            self.manifest.skip("kernel", "no --kernel: findings not confirmed on a real kernel")
         return self.finish(budget)
 
     # ------------------------------------------------------------------------------------ steps
@@ -280,6 +289,22 @@ class CiRun:
             self.suites.append(suite)
             self.save()
         self.note(f"bench: {rec['status']} ({rec['seconds']:.0f} s)")
+
+    def step_kernel(self):
+        suite = junit.Suite("kernel")
+        with self.manifest.step("kernel") as step:
+            started = time.monotonic()
+            counts = job_units.confirm_findings_under(self.out, self.args.kernel, log=lambda m: None)
+            seconds = round(time.monotonic() - started, 3)
+            self.doc["kernel"] = {"series": list(self.args.kernel), **counts, "seconds": seconds}
+            # A difference is a result (the report shows it); a confirmation that could not run is an error.
+            suite.add("confirm findings on Linux " + ", ".join(self.args.kernel), seconds=seconds,
+                      error=f"{counts['error']} confirmation(s) failed to run" if counts["error"] else None,
+                      output=", ".join(f"{n} {k}" for k, n in counts.items()))
+            self.suites.append(suite)
+            self.save()
+            step.outputs.append("ci.json")
+        self.note("kernel: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
     # ----------------------------------------------------------------------------------- ending
 

@@ -255,3 +255,32 @@ def run_concurrency_stress(seed, ops, out_dir: Path):
             "data_race": race, "seed": seed, "ops": ops, "runs": runs, "command": " ".join(cmd),
             "environment": {"VMFRAG_SEED": str(seed), "VMFRAG_STRESS_OPS": str(ops)},
             "log": "stress.log", "seconds": round(time.monotonic() - started, 3)}
+
+
+# ------------------------------------------------------------------------------ kernel confirmation
+
+KERNEL_SERIES = ("6.1", "6.12")
+
+
+def kernel_series_arg(text):
+    """'6.1' or '6.1,6.12' -> a tuple of series, for --kernel."""
+    import argparse
+    series = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in series if s not in KERNEL_SERIES]
+    if not series or bad:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of {', '.join(KERNEL_SERIES)}")
+    return series
+
+
+def confirm_findings_under(out_dir: Path, series, log=print):
+    """Every finding under out_dir (the `findings/` directories the fuzz units wrote) replayed on
+    the real kernels `series` (kernel_job.confirm_findings: one vmfrag-confirmation record beside
+    each finding, resumable). Returns {"confirmed": n, "differs": n, "not_confirmable": n, "error": n}."""
+    from . import kernel_job
+    counts = {"identical": 0, "differs": 0, "not-confirmable": 0, "error": 0}
+    for findings in sorted(p for p in Path(out_dir).rglob("findings") if p.is_dir()):
+        if not any(findings.glob("*.json")):
+            continue
+        for rec in kernel_job.confirm_findings(findings, list(series), log=log):
+            counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+    return counts

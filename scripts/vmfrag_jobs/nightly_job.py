@@ -19,6 +19,10 @@ units whose plan index is I-1 modulo N, in plan order (early rounds first); the 
 the whole plan. A unit is started only while the budget lasts; the rest are recorded `not-run` and
 are what `--resume` continues with.
 
+Then, unless --no-kernel, every finding the run wrote is replayed on the real kernels of --kernel
+(default 6.1) under QEMU (`confirm`): the report marks each "confirmed on Linux X" or shows the
+difference. This step is resumable too (a confirmed finding is not replayed again).
+
 Results (a new results/nightly-<UTC time>/ or --out): plan.json, run.json, units/<unit>.json (one
 record per finished unit, written atomically when it ends), units/<unit>/ (its outputs: traces of
 failing workloads, a fuzz slice's findings, crashes and stats, a hunt trial's log), hunt-eval.json
@@ -81,6 +85,10 @@ def add_arguments(p, bounded_int, bounded_float):
                    help="run the I-th of N deterministic parts of the plan (default 1/1)")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed or unfinished run: finished units are skipped")
+    kernel = p.add_mutually_exclusive_group()
+    kernel.add_argument("--kernel", type=job_units.kernel_series_arg, default=("6.1",), metavar="SERIES",
+                        help="confirm every finding on these real kernels, e.g. 6.1,6.12 (default 6.1)")
+    kernel.add_argument("--no-kernel", action="store_true", help="do not confirm findings on a real kernel")
     p.add_argument("--seeds", type=bounded_int(1, 1000), default=None, metavar="N",
                    help="rounds at most, 1 to 1000 (default: as many as the budget fits)")
     p.add_argument("--ops", type=bounded_int(1, 10**9), default=None, metavar="N",
@@ -326,7 +334,7 @@ def run(args):
         build.build(build.FLAVOURS["tsan"])
     options = {"budget_seconds": budget, "jobs": args.jobs, "resumed": resumed, "rounds": plan["rounds"]}
     manifest = RunManifest(out, "nightly", flavour="release", options=options, shard=shard if shard[1] > 1 else None,
-                           command=["scripts/vmfrag", "nightly", *sys.argv[2:]], steps=("units", "hunt-eval"))
+                           command=["scripts/vmfrag", "nightly", *sys.argv[2:]], steps=("units", "hunt-eval", "kernel"))
     done = finished_units(out)
     todo = [u for u in mine if u["id"] not in done]
     print(f"vmfrag nightly: budget {budget:.0f} s, {args.jobs} job{'s' * (args.jobs > 1)}, shard {shard[0]}/{shard[1]}: "
@@ -381,8 +389,17 @@ def run(args):
     with manifest.step("hunt-eval") as step:
         if write_hunt_eval(out, plan, provenance("fuzz", options)):
             step.outputs.append("hunt-eval.json")
+    kernel = None
+    if args.no_kernel:
+        manifest.skip("kernel", "--no-kernel: findings not confirmed on a real kernel")
+    else:
+        with manifest.step("kernel"):
+            kernel = {"series": list(args.kernel), **job_units.confirm_findings_under(out, args.kernel,
+                                                                                       log=lambda m: None)}
+        print("vmfrag nightly: kernel: " + ", ".join(f"{n} {k}" for k, n in kernel.items() if k != "series"), flush=True)
     status = {"format": schemas.NIGHTLY_STATUS, "version": 1, "plan_units": len(plan["units"]),
-              "shard_units": len(mine), "finished": len(finished_units(out)), "not_run": not_run, "bugs": sorted(bugs)}
+              "shard_units": len(mine), "finished": len(finished_units(out)), "not_run": not_run, "bugs": sorted(bugs),
+              "kernel": kernel}
     write_atomically(out / "nightly.json", json.dumps(status, indent=2) + "\n")
     code = 1 if bugs else 0
     manifest.finish(code)
