@@ -213,6 +213,16 @@ def test_terminal_summary_and_report_show_the_same_figures(tmp_path):
             assert figure in text and f"<td>{figure}</td>" in html
 
 
+def test_terminal_summary_gives_each_findings_kernel_verdict(tmp_path):
+    tables, html = render(tmp_path, "nightly-findings")
+    text = summary.summary_text(tables)
+    confirmed = [c for f in tables["findings"] for c in f["confirmations"] if c["status"] == "identical"]
+    assert confirmed
+    for c in confirmed:
+        assert f"Linux {c['release']}: confirmed (identical over {c['ops_compared']} ops)" in text
+    assert "not-confirmable: " in text
+
+
 def test_nice_ticks_and_byte_ticks():
     assert svg_charts.nice_ticks(0, 1) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert svg_charts.nice_ticks(0, 97) == [0, 20, 40, 60, 80, 100]

@@ -2,6 +2,16 @@
 with the same number formatting (`fmt`), so both show the same figures."""
 
 
+def kernel_verdict_text(c):
+    """A kernel confirmation in a few words, as the terminal summary prints it under its finding."""
+    if c["status"] == "identical":
+        return f"confirmed (identical over {count_text(c['ops_compared'])} ops)"
+    if c["status"] == "differs":
+        d = c["difference"] or {}
+        return f"differs at op {d.get('op')} ({d.get('kind')})"
+    return f"{c['status']}: {c['reason']}"
+
+
 def bytes_text(n):
     if n is None:
         return "-"
@@ -49,6 +59,8 @@ def summary_text(tables):
         dist = f" ({ratio_text(f['distance_to_floor'])} above floor {ratio_text(f['floor'])})" if f["distance_to_floor"] is not None else ""
         out.append(f"  {f['kind']} request {bytes_text(f['request_size'])} severity {ratio_text(f['severity'])}{dist}"
                    f" ops {count_text(f['ops_before'])} -> {count_text(f['ops_after'])}")
+        for c in f.get("confirmations") or []:
+            out.append(f"    Linux {c['release'] or c['series']}: {kernel_verdict_text(c)}")
     if tables["workloads"]:
         out.append(f"workloads: {len(tables['workloads'])} runs")
         for w in tables["workloads"]:
