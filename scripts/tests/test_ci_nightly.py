@@ -208,3 +208,17 @@ def test_kernel_option_is_checked(repo):
     for job in ("ci", "nightly"):
         r = vmfrag(repo, job, "--kernel", "5.10")
         assert r.returncode == 2 and "is not a comma-separated list of 6.1, 6.12" in r.stderr, r.stderr
+
+
+def test_a_build_failure_is_a_setup_error_exit_2(monkeypatch, tmp_path, capsys):
+    from vmfrag_jobs import ci_job, cli as cli_module
+
+    def broken(flavour, log=None):
+        raise ci_job.build.BuildError("building release failed")
+    monkeypatch.setattr(ci_job.bootstrap, "ensure_packages", lambda: [])
+    monkeypatch.setattr(ci_job.build, "build", broken)
+    for argv in (["ci", "--out", str(tmp_path / "ci"), "--no-history"], ["nightly", "--out", str(tmp_path / "n")]):
+        args = cli_module.parser().parse_args(argv)
+        assert args.func(args) == 2
+        assert "vmfrag: error: building release failed" in capsys.readouterr().err
+    assert json.loads((tmp_path / "ci" / "run.json").read_text())["exit_code"] == 2

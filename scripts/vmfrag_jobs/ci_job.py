@@ -130,7 +130,13 @@ def run(args):
     manifest = RunManifest(out_dir, "ci", flavour="release", options=options,
                            command=["scripts/vmfrag", "ci", *sys.argv[2:]], steps=STEPS)
     job = CiRun(args, out_dir, manifest, provenance("release", options))
-    return job.run()
+    try:
+        return job.run()
+    except (bootstrap.BootstrapError, build.BuildError) as e:
+        # Setup, not a finding about the allocator: exit 2, and the run shows as ended.
+        print(f"vmfrag: error: {e}", file=sys.stderr)
+        manifest.finish(2)
+        return 2
 
 
 class CiRun:

@@ -311,11 +311,15 @@ def run(args):
     except UsageError as e:
         print(f"vmfrag: error: {e}", file=sys.stderr)
         return 2
-    bootstrap.ensure_packages()
-    sanitizer = build.FLAVOURS["fuzz"] in build.available_flavours()
-    build.build(build.FLAVOURS["release"])
-    if sanitizer:
-        build.build(build.FLAVOURS["fuzz"])
+    try:
+        bootstrap.ensure_packages()
+        sanitizer = build.FLAVOURS["fuzz"] in build.available_flavours()
+        build.build(build.FLAVOURS["release"])
+        if sanitizer:
+            build.build(build.FLAVOURS["fuzz"])
+    except (bootstrap.BootstrapError, build.BuildError) as e:
+        print(f"vmfrag: error: {e}", file=sys.stderr)  # setup, not a result: exit 2
+        return 2
     if resumed:
         plan = json.loads((out / "plan.json").read_text())
         shard = (plan["shard_index"], plan["shard_count"])
@@ -331,7 +335,11 @@ def run(args):
     if not sanitizer:
         mine = [u for u in mine if u["kind"] == "workload"]
     elif any(u["kind"] == "stress" for u in mine):
-        build.build(build.FLAVOURS["tsan"])
+        try:
+            build.build(build.FLAVOURS["tsan"])
+        except build.BuildError as e:
+            print(f"vmfrag: error: {e}", file=sys.stderr)
+            return 2
     options = {"budget_seconds": budget, "jobs": args.jobs, "resumed": resumed, "rounds": plan["rounds"]}
     manifest = RunManifest(out, "nightly", flavour="release", options=options, shard=shard if shard[1] > 1 else None,
                            command=["scripts/vmfrag", "nightly", *sys.argv[2:]], steps=("units", "hunt-eval", "kernel"))
