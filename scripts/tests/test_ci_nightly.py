@@ -222,3 +222,19 @@ def test_a_build_failure_is_a_setup_error_exit_2(monkeypatch, tmp_path, capsys):
         assert args.func(args) == 2
         assert "vmfrag: error: building release failed" in capsys.readouterr().err
     assert json.loads((tmp_path / "ci" / "run.json").read_text())["exit_code"] == 2
+
+
+def test_progress_on_a_terminal_is_a_rich_bar_and_plain_lines_otherwise(monkeypatch, capsys):
+    unit = {"id": "workload.w0.seed-1", "kind": "workload"}
+    result = {"status": "ok", "failures_by_kind": {"virtual-fragmentation": 2}}
+    monkeypatch.setattr(nightly_job.sys.stdout, "isatty", lambda: False)
+    plain = nightly_job.Progress(total=3, already=1)
+    plain.finished(unit, result, bug=False)
+    plain.stop()
+    assert capsys.readouterr().out == "vmfrag nightly: 2/3 workload.w0.seed-1: ok (virtual-fragmentation 2)\n"
+    monkeypatch.setattr(nightly_job.sys.stdout, "isatty", lambda: True)
+    bar = nightly_job.Progress(total=3, already=1)
+    assert bar.bar is not None  # rich.progress on a terminal
+    bar.finished(unit, result, bug=True)
+    assert bar.bar.tasks[0].completed == 2 and bar.bar.tasks[0].description == "bugs 1"
+    bar.stop()

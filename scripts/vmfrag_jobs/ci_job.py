@@ -216,7 +216,7 @@ class CiRun:
             with concurrent.futures.ThreadPoolExecutor(max_workers=min(a.jobs, len(FUZZ_TARGETS))) as pool:
                 results = list(pool.map(one, FUZZ_TARGETS))
             for target, s in results:
-                rec = fuzz_record(target, s)
+                rec = job_units.fuzz_record(target, s, f"fuzz/{target}")
                 self.doc["fuzz"].append(rec)
                 failure = (f"{len(rec['crashes'])} crash(es): " + ", ".join(rec["crashes"][:5])) if rec["crashes"] else None
                 suite.add(target, seconds=rec["wall_seconds"] or 0.0, failure=failure,
@@ -355,14 +355,3 @@ class CiRun:
                   f"{len(bad)} reason{'s' * (len(bad) != 1)} to fail")
         self.note(f"report: {html}")
         return code
-
-
-def fuzz_record(target, summary):
-    """ci.json's record of one fuzz target, from fuzz_job's summary."""
-    stats = summary.get("final_stats") or {}
-    last = summary.get("last_status") or {}
-    return {"target": target, "seconds": summary.get("seconds"), "wall_seconds": summary.get("wall_seconds"),
-            "execs": stats.get("number_of_executed_units") or last.get("execs") or 0,
-            "exit_code": summary.get("exit_code"), "crashes": list(summary.get("crashes") or []),
-            "findings": list(summary.get("findings") or []), "best_severity": summary.get("best_severity"),
-            "out": f"fuzz/{target}"}

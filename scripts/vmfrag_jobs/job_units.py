@@ -189,10 +189,22 @@ def _without_map(failure):
 
 def run_fuzz(target, seconds, out_dir: Path, corpus_dir: Path, seed=None, log=print):
     """One fuzz target for `seconds` with the working corpus `corpus_dir` (kept between runs):
-    fuzz_job writes crashes, findings and stats under out_dir. Returns fuzz_job's summary."""
+    fuzz_job writes crashes, findings and stats under out_dir. Returns fuzz_job's summary; out_rel is where it wrote, relative to the results directory."""
     corpus_dir.mkdir(parents=True, exist_ok=True)
     return fuzz_job.run(target, seconds=seconds, corpus=str(corpus_dir), out=str(out_dir), seed=seed,
                         do_build=False, log=log)
+
+
+def fuzz_record(target, summary, out_rel):
+    """The record of one fuzz run (ci.json's `fuzz` entries, a nightly fuzz unit's result), from
+    fuzz_job's summary; out_rel is where it wrote, relative to the results directory."""
+    stats = summary.get("final_stats") or {}
+    last = summary.get("last_status") or {}
+    return {"target": target, "seconds": summary.get("seconds"), "wall_seconds": summary.get("wall_seconds"),
+            "execs": stats.get("number_of_executed_units") or last.get("execs") or 0,
+            "exit_code": summary.get("exit_code"), "crashes": list(summary.get("crashes") or []),
+            "findings": list(summary.get("findings") or []), "best_severity": summary.get("best_severity"),
+            "out": out_rel}
 
 
 # ---------------------------------------------------------------------------------------- benchmarks

@@ -203,8 +203,7 @@ def run_unit(unit, out):
     if unit["kind"] == "fuzz":
         corpus = out / "corpus" / unit["target"]
         s = job_units.run_fuzz(unit["target"], unit["seconds"], d, corpus, seed=unit["seed"], log=lambda m: None)
-        from .ci_job import fuzz_record
-        return fuzz_record(unit["target"], s)
+        return job_units.fuzz_record(unit["target"], s, f"units/{unit['id']}")
     if unit["kind"] == "hunt":
         rec = hunt_eval.run_trial(unit["arm"], unit["trial"], unit["seed"], unit["cpu_seconds"], d / "trial",
                                   HUNT_THRESHOLD)
