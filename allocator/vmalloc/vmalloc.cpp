@@ -82,6 +82,7 @@ Vmalloc::CreateResult Vmalloc::create(const VmallocConfig& config) {
   PhysicalMemoryConfig pc;
   pc.bytes = config.phys_bytes;
   pc.os = config.space.os;
+  pc.faults = config.page_faults;
   auto phys = PhysicalMemory::create(pc);
   if (phys.memory == nullptr) {
     r.error = phys.error;

@@ -62,6 +62,8 @@ struct VmallocConfig {
   // Pages per vm_map_ram block (the kernel's VMAP_BBMAP_BITS; see vmap_block.h). One "CPU" list of
   // blocks, so traces replay the same on every machine.
   std::uint64_t vmap_block_pages = kDefaultVmapBlockPages;
+  // Fault injection at the page allocator (see PhysicalMemoryConfig::faults); nullptr = none.
+  PageAllocFaults* page_faults = nullptr;
 };
 
 // Outcome of a release (vfree, kfree, vunmap, kvfree). Anything but kOk/kNull is misuse: nothing
