@@ -105,7 +105,8 @@ class Vmalloc {
     std::string message;
   };
   // Creates the region and the physical memory. Fails like VirtualSpace::create and
-  // PhysicalMemory::create (EINVAL for bad sizes, else the OS errno), with nothing left behind.
+  // PhysicalMemory::create (EINVAL for bad sizes, else the OS errno), with nothing left behind;
+  // EINVAL also for a vmap_block_pages that is not a power of two in [128, 2^32].
   [[nodiscard]] static CreateResult create(const VmallocConfig& config);
   ~Vmalloc();
   Vmalloc(const Vmalloc&) = delete;
