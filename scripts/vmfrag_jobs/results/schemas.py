@@ -22,11 +22,12 @@ FUZZ_STATS = "vmfrag-fuzz-stats"
 HUNT_EVAL = "vmfrag-hunt-eval"
 BENCH_RATIOS = "vmfrag-bench-ratios"
 GOOGLE_BENCHMARK = "google-benchmark"
+RELIABILITY = "vmfrag-reliability"
 
 LEGACY = 0
 # The highest version of each format this reader understands.
 CURRENT_VERSION = {RUN: 1, CI: 1, REPLAY: 1, TIMELINE: 1, FINDING: 1, BUG: 1, FUZZ_STATS: 1,
-                   HUNT_EVAL: 1, BENCH_RATIOS: 1, GOOGLE_BENCHMARK: 1}
+                   HUNT_EVAL: 1, BENCH_RATIOS: 1, GOOGLE_BENCHMARK: 1, RELIABILITY: 1}
 
 JOB_KINDS = ("ci", "nightly", "adhoc")
 STEP_STATES = ("pending", "running", "done", "failed", "skipped")
@@ -219,6 +220,22 @@ def validate_bench_ratios(obj, where):
     return p
 
 
+RELIABILITY_STATUSES = ("passed", "failed", "crashed")
+
+
+def validate_reliability(obj, where):
+    p = check_fields(obj, {"figures": LIST}, where) + check_provenance(obj, where)
+    for i, f in enumerate(obj.get("figures") or []):
+        w = f"{where} figure {i}"
+        p += check_fields(f, {"name": STR, "description": STR, "flavour": STR, "tests": LIST, "status": STR,
+                              "tried": INT, "passed": INT, "details": DICT}, w)
+        p += check_choice(f, "status", RELIABILITY_STATUSES, w)
+        if isinstance(f, dict) and isinstance(f.get("tried"), int) and isinstance(f.get("passed"), int) \
+                and not 0 <= f["passed"] <= f["tried"]:
+            p.append(f"{w}: 'passed' {f['passed']} is not within 0..tried ({f['tried']})")
+    return p
+
+
 def validate_google_benchmark(obj, where):
     p = check_fields(obj, {"context": DICT, "benchmarks": LIST}, where)
     for i, b in enumerate(obj.get("benchmarks") or []):
@@ -263,6 +280,7 @@ def validate(fmt, version, obj, where):
         FUZZ_STATS: lambda: validate_fuzz_stats(obj, where),
         HUNT_EVAL: lambda: validate_hunt_eval(obj, where),
         BENCH_RATIOS: lambda: validate_bench_ratios(obj, where),
+        RELIABILITY: lambda: validate_reliability(obj, where),
         GOOGLE_BENCHMARK: lambda: validate_google_benchmark(obj, where),
         TIMELINE: lambda: [],
     }[fmt]()
