@@ -13,6 +13,8 @@
 //   * a create that meets the failure returns its errno and leaves nothing behind.
 // Calls the allocator relies on never failing (release, close_fd, protect-none, drop_pages) are
 // listed and not injected; `vmfrag replay --fail-os` exposes the same mechanism for any trace.
+// PageFaultInjection walks the same sequence at the page allocator's seam instead (every page and
+// block allocation refused once, as no-physical-memory and as physical-fragmentation).
 #include <gtest/gtest.h>
 
 #include <cerrno>
