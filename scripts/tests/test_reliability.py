@@ -86,4 +86,38 @@ def test_a_missing_build_is_a_usage_error_and_writes_nothing(tmp_path, capsys):
     code = reliability.main(["-o", str(out), "--asan-build", str(tmp_path / "none"), "--tsan-build", str(tmp_path)])
     assert code == 2
     assert not out.exists()
-    assert "is not built" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
+
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites tests="3" errors="0" failures="1">
+  <testsuite name="vmfrag.vmfrag:allocator / allocator.Misuse" tests="2">
+    <testcase name="EveryCaseIsDetectedAndChangesNothing" status="run" classname="Misuse">
+      <properties><property name="tried" value="70" /><property name="passed" value="70" /></properties>
+    </testcase>
+    <testcase name="BadConfigurationsAreRefusedWithNothingLeft" status="run" classname="Misuse">
+      <properties><property name="tried" value="15" /><property name="passed" value="14" /></properties>
+      <failure message="misuse_test.cpp:420 Expected equality" type="" />
+    </testcase>
+  </testsuite>
+  <testsuite name="vmfrag.vmfrag:allocator / allocator.ConcurrencyStress" tests="1">
+    <testcase name="MixedOpsOnSharedInstanceStayCorrectAndTheStructuresStayValid" status="run" classname="ConcurrencyStress">
+      <properties><property name="ops" value="19200" /><property name="tried" value="4" /><property name="passed" value="4" /></properties>
+    </testcase>
+  </testsuite>
+</testsuites>
+"""
+
+
+def test_figures_from_a_meson_junit_log(tmp_path):
+    for flavour in ("asan", "tsan"):
+        (tmp_path / flavour / "meson-logs").mkdir(parents=True)
+        (tmp_path / flavour / "meson-logs" / "testlog.junit.xml").write_text(JUNIT)
+    figures = reliability.collect_from_junit({"asan": tmp_path / "asan", "tsan": tmp_path / "tsan"})
+    by_name = {f["name"]: f for f in figures}
+    assert (by_name["misuse-cases"]["tried"], by_name["misuse-cases"]["status"]) == (70, "passed")
+    assert (by_name["bad-configurations"]["passed"], by_name["bad-configurations"]["status"]) == (14, "failed")
+    assert by_name["concurrency-stress"]["details"] == {"ops": 19200}
+    assert by_name["os-fault-injection"]["status"] == "crashed"  # no results for its tests in the log
+    assert "has no results for Backings/FaultInjection.*" in by_name["os-fault-injection"]["error"]
+    assert schemas.validate(schemas.RELIABILITY, 1, reliability.document(figures, {}), "r.json") == []

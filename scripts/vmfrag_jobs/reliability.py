@@ -10,6 +10,10 @@ ninja in build/<flavour>). Usage, from the repository root:
 
     PYTHONPATH=scripts /usr/bin/python3 -m vmfrag_jobs.reliability -o reliability.json
 
+With --from-junit nothing runs: the figures are read from the JUnit log the last `meson test` of
+each flavour left (build/<flavour>/meson-logs/testlog.junit.xml, which keeps the gtest properties),
+so a job that has just run `scripts/vmfrag test` gets them for free.
+
 A test binary that crashes (a sanitizer abort, a VMF_CHECK) writes no JSON: its figures are kept
 with status "crashed" and 0 tried, never dropped. The exit status is 0 when every figure passed,
 1 when one failed or crashed, 2 for bad usage (a build missing, an unwritable output).
@@ -20,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -137,6 +142,36 @@ def run_gtest(binary, patterns):
         return json.loads(out.read_text()), ""
 
 
+def junit_log(build_dir):
+    return Path(build_dir) / "meson-logs" / "testlog.junit.xml"
+
+
+def junit_cases(path):
+    """(full name, test case object shaped like gtest JSON's) for every gtest case in a meson JUnit log."""
+    for case in ElementTree.parse(path).getroot().iter("testcase"):
+        obj = {"name": case.get("name"), "classname": case.get("classname")}
+        for prop in case.iter("property"):
+            obj.setdefault(prop.get("name"), prop.get("value"))
+        failures = [f.get("message") or "" for f in case.findall("failure")] + \
+                   [e.get("message") or "" for e in case.findall("error")]
+        if failures:
+            obj["failures"] = failures
+        yield f"{case.get('classname')}.{case.get('name')}", obj
+
+
+def collect_from_junit(build_dirs, figures=FIGURES):
+    """Every figure from the flavours' JUnit logs; a figure none of whose tests is there (its binary
+    crashed before writing results, or it did not run) is kept as crashed."""
+    cases = {flavour: list(junit_cases(junit_log(d))) for flavour, d in build_dirs.items()
+             if flavour in {f.flavour for f in figures}}
+    records = []
+    for f in figures:
+        mine = [(n, c) for n, c in cases[f.flavour] if _matches(n, f.tests)]
+        records.append(figure_from_cases(f, mine) if mine else
+                       crashed_figure(f, f"{junit_log(build_dirs[f.flavour])} has no results for {', '.join(f.tests)}"))
+    return records
+
+
 def collect(build_dirs, figures=FIGURES, run=run_gtest):
     """Every figure, running each (flavour, binary) once with all of its figures' tests."""
     records = {}
@@ -173,18 +208,25 @@ def main(argv=None):
     p.add_argument("-o", "--output", required=True, help="where to write reliability.json")
     p.add_argument("--asan-build", default=str(paths.build_dir("asan")))
     p.add_argument("--tsan-build", default=str(paths.build_dir("tsan")))
+    p.add_argument("--from-junit", action="store_true",
+                   help="read the figures from each flavour's last meson test log instead of running the tests")
     p.add_argument("--table", action="store_true", help="also print the figures as a Markdown table")
     args = p.parse_args(argv)
     build_dirs = {"asan": args.asan_build, "tsan": args.tsan_build}
     for f in FIGURES:
-        binary = Path(build_dirs[f.flavour]) / f.binary
-        if not binary.is_file():
-            print(f"vmfrag reliability: error: {binary} is not built (scripts/vmfrag test --flavour {f.flavour})",
+        need = junit_log(build_dirs[f.flavour]) if args.from_junit else Path(build_dirs[f.flavour]) / f.binary
+        if not need.is_file():
+            print(f"vmfrag reliability: error: {need} does not exist (scripts/vmfrag test --flavour {f.flavour})",
                   file=sys.stderr)
             return 2
-    figures = collect(build_dirs)
     try:
-        writing.write_result(args.output, document(figures, {"build_dirs": build_dirs}))
+        figures = collect_from_junit(build_dirs) if args.from_junit else collect(build_dirs)
+    except ElementTree.ParseError as e:
+        print(f"vmfrag reliability: error: a JUnit log does not parse: {e}", file=sys.stderr)
+        return 2
+    try:
+        writing.write_result(args.output, document(figures, {"build_dirs": build_dirs,
+                                                             "from_junit": args.from_junit}))
     except (OSError, writing.InvalidResult) as e:
         print(f"vmfrag reliability: error: {e}", file=sys.stderr)
         return 2
