@@ -44,7 +44,7 @@ def test_a_failed_case_or_a_missing_pass_fails_the_figure():
         assert reliability.figure_from_cases(PAGE, cases)["status"] == "failed"
 
 
-def test_a_crashed_binary_keeps_its_figures_as_crashed_and_the_document_is_valid(tmp_path):
+def test_a_crashed_binary_keeps_its_figures_as_no_results_and_the_document_is_valid(tmp_path):
     def fake_run(binary, patterns):
         if binary.name == "harness_tests":
             return None, f"{binary} exited -6 without results"
@@ -57,7 +57,7 @@ def test_a_crashed_binary_keeps_its_figures_as_crashed_and_the_document_is_valid
     figures = reliability.collect({"asan": tmp_path / "asan", "tsan": tmp_path / "tsan"}, run=fake_run)
     by_name = {f["name"]: f for f in figures}
     assert [f["name"] for f in figures] == [f.name for f in reliability.FIGURES]
-    assert by_name["trace-parser-corpus"]["status"] == "crashed"
+    assert by_name["trace-parser-corpus"]["status"] == "no-results"
     assert by_name["trace-parser-corpus"]["tried"] == 0
     assert "exited -6" in by_name["trace-parser-corpus"]["error"]
     assert by_name["misuse-cases"]["status"] == "passed"
@@ -118,6 +118,6 @@ def test_figures_from_a_meson_junit_log(tmp_path):
     assert (by_name["misuse-cases"]["tried"], by_name["misuse-cases"]["status"]) == (70, "passed")
     assert (by_name["bad-configurations"]["passed"], by_name["bad-configurations"]["status"]) == (14, "failed")
     assert by_name["concurrency-stress"]["details"] == {"ops": 19200}
-    assert by_name["os-fault-injection"]["status"] == "crashed"  # no results for its tests in the log
+    assert by_name["os-fault-injection"]["status"] == "no-results"  # no results for its tests in the log
     assert "has no results for Backings/FaultInjection.*" in by_name["os-fault-injection"]["error"]
     assert schemas.validate(schemas.RELIABILITY, 1, reliability.document(figures, {}), "r.json") == []

@@ -15,8 +15,8 @@ each flavour left (build/<flavour>/meson-logs/testlog.junit.xml, which keeps the
 so a job that has just run `scripts/vmfrag test` gets them for free.
 
 A test binary that crashes (a sanitizer abort, a VMF_CHECK) writes no JSON: its figures are kept
-with status "crashed" and 0 tried, never dropped. The exit status is 0 when every figure passed,
-1 when one failed or crashed, 2 for bad usage (a build missing, an unwritable output).
+with status "no-results" and 0 tried, never dropped. The exit status is 0 when every figure passed,
+1 when one failed or has no results, 2 for bad usage (a build missing, an unwritable output).
 """
 import argparse
 import json
@@ -125,9 +125,9 @@ def figure_from_cases(figure, cases):
             "details": details}
 
 
-def crashed_figure(figure, why):
+def no_results_figure(figure, why):
     return {"name": figure.name, "description": figure.description, "flavour": figure.flavour, "tests": [],
-            "status": "crashed", "tried": 0, "passed": 0, "details": {}, "error": why}
+            "status": "no-results", "tried": 0, "passed": 0, "details": {}, "error": why}
 
 
 def run_gtest(binary, patterns):
@@ -161,14 +161,14 @@ def junit_cases(path):
 
 def collect_from_junit(build_dirs, figures=FIGURES):
     """Every figure from the flavours' JUnit logs; a figure none of whose tests is there (its binary
-    crashed before writing results, or it did not run) is kept as crashed."""
+    crashed before writing results, or it did not run) is kept as no-results."""
     cases = {flavour: list(junit_cases(junit_log(d))) for flavour, d in build_dirs.items()
              if flavour in {f.flavour for f in figures}}
     records = []
     for f in figures:
         mine = [(n, c) for n, c in cases[f.flavour] if _matches(n, f.tests)]
         records.append(figure_from_cases(f, mine) if mine else
-                       crashed_figure(f, f"{junit_log(build_dirs[f.flavour])} has no results for {', '.join(f.tests)}"))
+                       no_results_figure(f, f"{junit_log(build_dirs[f.flavour])} has no results for {', '.join(f.tests)}"))
     return records
 
 
@@ -182,7 +182,7 @@ def collect(build_dirs, figures=FIGURES, run=run_gtest):
         doc, why = run(Path(build_dirs[flavour]) / binary, [p for f in members for p in f.tests])
         for f in members:
             if doc is None:
-                records[f.name] = crashed_figure(f, why)
+                records[f.name] = no_results_figure(f, why)
             else:
                 records[f.name] = figure_from_cases(f, [(n, c) for n, c in test_cases(doc) if _matches(n, f.tests)])
     return [records[f.name] for f in figures]

@@ -220,7 +220,7 @@ def validate_bench_ratios(obj, where):
     return p
 
 
-RELIABILITY_STATUSES = ("passed", "failed", "crashed")
+RELIABILITY_STATUSES = ("passed", "failed", "no-results")
 
 
 def validate_reliability(obj, where):
