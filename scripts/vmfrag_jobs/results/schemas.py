@@ -22,12 +22,11 @@ FUZZ_STATS = "vmfrag-fuzz-stats"
 HUNT_EVAL = "vmfrag-hunt-eval"
 BENCH_RATIOS = "vmfrag-bench-ratios"
 GOOGLE_BENCHMARK = "google-benchmark"
-RELIABILITY = "vmfrag-reliability"
 
 LEGACY = 0
 # The highest version of each format this reader understands.
 CURRENT_VERSION = {RUN: 1, CI: 1, REPLAY: 1, TIMELINE: 1, FINDING: 1, BUG: 1, FUZZ_STATS: 1,
-                   HUNT_EVAL: 1, BENCH_RATIOS: 1, GOOGLE_BENCHMARK: 1, RELIABILITY: 1}
+                   HUNT_EVAL: 1, BENCH_RATIOS: 1, GOOGLE_BENCHMARK: 1}
 
 JOB_KINDS = ("ci", "nightly", "adhoc")
 STEP_STATES = ("pending", "running", "done", "failed", "skipped")
@@ -220,6 +219,9 @@ def validate_bench_ratios(obj, where):
     return p
 
 
+# The reliability figures of issue 15 (scripts/vmfrag_jobs/reliability.py).
+RELIABILITY = "vmfrag-reliability"
+CURRENT_VERSION[RELIABILITY] = 1
 RELIABILITY_STATUSES = ("passed", "failed", "no-results")
 
 
