@@ -38,12 +38,12 @@ PhysicalMemory::CreateResult PhysicalMemory::create(const PhysicalMemoryConfig& 
     (void)os.close_fd(fd);
     return r;
   }
-  r.memory.reset(new PhysicalMemory(os, config.bytes, fd, direct));
+  r.memory.reset(new PhysicalMemory(os, config.faults, config.bytes, fd, direct));
   return r;
 }
 
-PhysicalMemory::PhysicalMemory(OsInterface& os, std::uint64_t bytes, int fd, void* direct_map)
-    : os_(os), bytes_(bytes), fd_(fd), direct_map_(direct_map), buddy_(bytes / kPhysPageSize) {}
+PhysicalMemory::PhysicalMemory(OsInterface& os, PageAllocFaults* faults, std::uint64_t bytes, int fd, void* direct_map)
+    : os_(os), faults_(faults), bytes_(bytes), fd_(fd), direct_map_(direct_map), buddy_(bytes / kPhysPageSize) {}
 
 PhysicalMemory::~PhysicalMemory() {
   // Both are ours alone; failing to give them back would be a kernel bug, not a caller error.
@@ -66,8 +66,19 @@ std::optional<std::uint64_t> PhysicalMemory::virt_to_pfn(const void* addr) const
 
 BlockAllocation PhysicalMemory::alloc_block(unsigned order) {
   std::lock_guard lock(mutex_);
+  if (const FailureKind injected = injected_failure_locked(PageAllocCall::kBlock); injected != FailureKind::kNone)
+    return BlockAllocation{0, injected};
   if (const std::optional<std::uint64_t> pfn = buddy_.allocate(order)) return BlockAllocation{*pfn, FailureKind::kNone};
   return BlockAllocation{0, buddy_.block_failure(order)};
+}
+
+FailureKind PhysicalMemory::injected_failure_locked(PageAllocCall call) {
+  if (faults_ == nullptr) return FailureKind::kNone;
+  const FailureKind f = faults_->on_alloc(call);
+  VMF_CHECK(f == FailureKind::kNone || is_page_alloc_failure(f),
+            "a page allocation can only fail as no-physical-memory or physical-fragmentation, not %s",
+            std::string(failure_name(f)).c_str());
+  return f;
 }
 
 void PhysicalMemory::free_block(std::uint64_t pfn, unsigned order) {
@@ -78,6 +89,8 @@ void PhysicalMemory::free_block(std::uint64_t pfn, unsigned order) {
 FailureKind PhysicalMemory::alloc_pages(std::uint64_t count, std::vector<std::uint64_t>& pfns, unsigned max_order,
                                         unsigned min_order) {
   std::lock_guard lock(mutex_);
+  if (const FailureKind injected = injected_failure_locked(PageAllocCall::kPages); injected != FailureKind::kNone)
+    return injected;
   if (buddy_.allocate_pages(count, pfns, max_order, min_order)) return FailureKind::kNone;
   // A failed call changed nothing, so the counts still describe the state it failed in.
   return count > buddy_.free_page_count() ? FailureKind::kNoPhysicalMemory : FailureKind::kPhysicalFragmentation;

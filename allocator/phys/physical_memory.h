@@ -33,10 +33,33 @@ inline constexpr std::uint64_t kPhysPageSize = 4096;
 // Size bounds: at least one page; at most the BuddyAllocator's 2^28 pages (1 TiB).
 inline constexpr std::uint64_t kMaxPhysicalBytes = kMaxBuddyPages * kPhysPageSize;
 
+// The fault-injection seam of the physical layer (the page allocator's counterpart of injecting
+// at OsInterface): PhysicalMemory asks it before each page allocation, at its two allocating
+// entries, whether to refuse that allocation. An injection point is one call, named by its kind
+// and its 0-based index among the calls of that kind ("pages:3" is the fourth alloc_pages);
+// allocator/phys/page_fault_injection.h records them or fails a chosen one. on_alloc runs under
+// the memory's lock, so calls arrive one at a time in the order the allocations happen.
+enum class PageAllocCall : std::uint8_t {
+  kBlock,  // alloc_block (kmalloc)
+  kPages,  // alloc_pages (vmalloc's pages, vmalloc_huge's blocks, vmap callers' pages)
+  kCount
+};
+[[nodiscard]] constexpr bool is_page_alloc_failure(FailureKind kind) {
+  return kind == FailureKind::kNoPhysicalMemory || kind == FailureKind::kPhysicalFragmentation;
+}
+class PageAllocFaults {
+ public:
+  virtual ~PageAllocFaults() = default;
+  // kNone lets the allocation proceed; kNoPhysicalMemory or kPhysicalFragmentation fails it with
+  // that kind (changing nothing, as a real failure of the kind would).
+  virtual FailureKind on_alloc(PageAllocCall call) = 0;
+};
+
 struct PhysicalMemoryConfig {
   std::uint64_t bytes = 256ull << 20;  // a page multiple in [4 KiB, 1 TiB]
   std::string memfd_name = "vmfrag-phys";  // label in /proc/<pid>/fd; need not be unique
   OsInterface* os = nullptr;               // nullptr = linux_os(); must outlive the memory
+  PageAllocFaults* faults = nullptr;       // nullptr = never inject; must outlive the memory
 };
 
 // Result of alloc_block. On failure pfn is 0 and `failure` says why.
@@ -83,6 +106,7 @@ class PhysicalMemory {
   // kNoPhysicalMemory (fewer than 2^order pages free), kPhysicalFragmentation (enough free pages,
   // no block of order >= `order`); classified under the same lock, so it describes the very state
   // the allocation failed in. Nothing changes on failure. O(kMaxOrder * log64 N).
+  // An allocation refused by config.faults fails with the kind it names, nothing changed.
   [[nodiscard]] BlockAllocation alloc_block(unsigned order);
   // BuddyAllocator::free under the lock; aborts on a bad free (double free, wrong order, ...).
   void free_block(std::uint64_t pfn, unsigned order);
@@ -90,7 +114,8 @@ class PhysicalMemory {
   // BuddyAllocator::allocate_pages under the lock (see its rule and the three modes). Returns kNone
   // on success (pfns appended), else kNoPhysicalMemory (count > free pages) or
   // kPhysicalFragmentation (enough pages, too few blocks of order >= min_order), with nothing
-  // changed and pfns untouched. Preconditions as BuddyAllocator::allocate_pages (VMF_CHECK).
+  // changed and pfns untouched (or the kind config.faults injects). Preconditions as
+  // BuddyAllocator::allocate_pages (VMF_CHECK).
   [[nodiscard]] FailureKind alloc_pages(std::uint64_t count, std::vector<std::uint64_t>& pfns, unsigned max_order,
                                         unsigned min_order = 0);
   // BuddyAllocator::free_pages under the lock (order-0 pages, merging).
@@ -110,10 +135,12 @@ class PhysicalMemory {
   [[nodiscard]] std::string check() const;
 
  private:
-  PhysicalMemory(OsInterface& os, std::uint64_t bytes, int fd, void* direct_map);
+  PhysicalMemory(OsInterface& os, PageAllocFaults* faults, std::uint64_t bytes, int fd, void* direct_map);
   [[nodiscard]] std::string check_alias_locked(std::uint64_t pfn) const;
+  [[nodiscard]] FailureKind injected_failure_locked(PageAllocCall call);
 
   OsInterface& os_;
+  PageAllocFaults* const faults_;
   const std::uint64_t bytes_;
   const int fd_;
   void* const direct_map_;

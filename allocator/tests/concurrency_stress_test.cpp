@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "allocator/tests/reliability_figures.h"
 #include "allocator/tests/test_seeds.h"
 #include "allocator/vmalloc/vmalloc.h"
 
@@ -121,9 +122,14 @@ void worker(Vmalloc& vm, std::uint64_t seed, unsigned thread, std::uint64_t ops,
 }
 
 TEST(ConcurrencyStress, MixedOpsOnSharedInstanceStayCorrectAndTheStructuresStayValid) {
+  // Figures: per thread count, the ops run (threads x ops x rounds) and whether they all passed;
+  // the tsan flavour's run is the TSan-clean figure (a TSan report aborts the test).
+  CaseTally tally;
+  std::uint64_t ops_run = 0;
   for (std::uint64_t seed : seeds_to_run(1, 1)) {
     for (unsigned threads : {2u, 4u, 8u, 16u}) {
       SCOPED_TRACE(seed_note(seed) + ", " + std::to_string(threads) + " threads");
+      tally.begin();
       VmallocConfig c;
       c.space.region_bytes = 256ull << 20;
       c.space.lazy_threshold_pages = 64;
@@ -148,8 +154,13 @@ TEST(ConcurrencyStress, MixedOpsOnSharedInstanceStayCorrectAndTheStructuresStayV
       EXPECT_EQ(s.phys.free_pages, s.phys.total_pages);
       std::printf("[ stress ] %u threads x %llu ops x 2 rounds: %llu corrupted areas\n", threads,
                   static_cast<unsigned long long>(ops_per_thread), static_cast<unsigned long long>(corrupt.load()));
+      tally.end();
+      ops_run += done.load();
+      RecordProperty("ops_" + std::to_string(threads) + "_threads", std::to_string(done.load()));  // nightly counts exceed int
     }
   }
+  RecordProperty("ops", std::to_string(ops_run));
+  tally.record();
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 //   * a create that meets the failure returns its errno and leaves nothing behind.
 // Calls the allocator relies on never failing (release, close_fd, protect-none, drop_pages) are
 // listed and not injected; `vmfrag replay --fail-os` exposes the same mechanism for any trace.
+// PageFaultInjection walks the same sequence at the page allocator's seam instead (every page and
+// block allocation refused once, as no-physical-memory and as physical-fragmentation).
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -22,6 +24,8 @@
 #include <vector>
 
 #include "allocator/os/fault_injection.h"
+#include "allocator/phys/page_fault_injection.h"
+#include "allocator/tests/reliability_figures.h"
 #include "allocator/vmalloc/vmalloc.h"
 
 namespace vmfrag {
@@ -87,6 +91,10 @@ Step free_step(int slot, std::function<ReleaseStatus(Vmalloc&, void*, std::uint6
   };
 }
 
+// Steps whose call falls back on a failed page allocation, as documented: vmalloc_huge retries
+// with 4 KiB pages, kvmalloc above one page retries with vmalloc.
+constexpr std::size_t kHugeStep = 2, kKvmallocStep = 4;
+
 std::vector<Step> sequence() {
   auto vfree = [](Vmalloc& vm, void* a, std::uint64_t) { return vm.vfree(a); };
   return {
@@ -121,13 +129,14 @@ std::vector<Step> sequence() {
   };
 }
 
-VmallocConfig config_for(BackingMode backing, OsInterface* os) {
+VmallocConfig config_for(BackingMode backing, OsInterface* os, PageAllocFaults* page_faults) {
   VmallocConfig c;
   c.space.region_bytes = 64ull << 20;
   c.space.lazy_threshold_pages = 24;  // some frees purge on their own, some wait for purge()
   c.space.os = os;
   c.phys_bytes = 8ull << 20;  // four 2 MiB blocks: room for the 4 MiB vmalloc_huge
   c.backing = backing;
+  c.page_faults = page_faults;
   return c;
 }
 
@@ -139,10 +148,10 @@ struct RunResult {
   std::string problem;                        // a check() failure or leftover state
 };
 
-template <class Os>
-RunResult run_sequence(BackingMode backing, Os& os, const std::function<std::uint64_t()>& injected) {
+RunResult run_sequence(BackingMode backing, InterceptingOs& os, const std::function<std::uint64_t()>& injected,
+                       PageAllocFaults* page_faults = nullptr) {
   RunResult result;
-  auto created = Vmalloc::create(config_for(backing, &os));
+  auto created = Vmalloc::create(config_for(backing, &os, page_faults));
   if (created.vm == nullptr) {
     result.create_error = created.error;
     return result;
@@ -172,6 +181,30 @@ RunResult run_sequence(BackingMode backing, Os& os, const std::function<std::uin
   return result;
 }
 
+// Compares a run that met one injected failure with the run without it. The step during which the
+// failure was injected goes to `judge`, which checks what that step reported and returns whether it
+// failed; a release may be skipped (its allocation failed) only after a failed step; every other
+// step must have the baseline's outcome: a failed call leaves no trace.
+void expect_only_the_injected_step_differs(const RunResult& r, const RunResult& baseline,
+                                           const std::function<bool(std::size_t, const Outcome&)>& judge) {
+  ASSERT_EQ(r.outcomes.size(), baseline.outcomes.size());
+  bool failed_step_seen = false;
+  for (std::size_t i = 0; i < r.outcomes.size(); ++i) {
+    const bool injected_here = r.injected_after[i] == 1 && (i == 0 || r.injected_after[i - 1] == 0);
+    const Outcome& got = r.outcomes[i];
+    if (injected_here) {
+      failed_step_seen = judge(i, got) || failed_step_seen;
+      continue;
+    }
+    if (got.skipped) {
+      EXPECT_TRUE(failed_step_seen) << "step " << i << " skipped a release with no failed allocation";
+      continue;
+    }
+    EXPECT_EQ(got, baseline.outcomes[i]) << "step " << i << ": " << describe(got) << " where the run without "
+                                         << "the failure had " << describe(baseline.outcomes[i]);
+  }
+}
+
 // The errnos worth injecting at a call: EIO (an OS error) everywhere, and ENOMEM where the OS
 // uses it for the map limit or memory exhaustion.
 std::vector<int> errors_for(OsCall call) {
@@ -198,7 +231,8 @@ TEST_P(FaultInjection, EveryFallibleOsCallFailsCleanly) {
   ASSERT_EQ(baseline.problem, "");
   for (const Outcome& o : baseline.outcomes) ASSERT_EQ(o.kind, FailureKind::kNone) << describe(o);
 
-  std::size_t points = 0, tried = 0, not_injected = 0;
+  std::size_t points = 0, not_injected = 0;
+  CaseTally tally;
   for (const OsCallRecord& point : recorder.calls()) {
     ++points;
     if (!os_call_is_fallible(point.call)) {
@@ -206,7 +240,7 @@ TEST_P(FaultInjection, EveryFallibleOsCallFailsCleanly) {
       continue;
     }
     for (const int error : errors_for(point.call)) {
-      ++tried;
+      tally.begin();
       const std::string where = std::string(os_call_name(point.call)) + ":" + std::to_string(point.index) +
                                 " errno " + std::to_string(error);
       SCOPED_TRACE(where);
@@ -215,39 +249,87 @@ TEST_P(FaultInjection, EveryFallibleOsCallFailsCleanly) {
       ASSERT_EQ(failing.failures_injected(), 1u) << "the recorded call was not reached again";
       if (!r.created) {
         EXPECT_EQ(r.create_error, error);
+        tally.end();
         continue;
       }
       EXPECT_EQ(r.problem, "");
-      ASSERT_EQ(r.outcomes.size(), baseline.outcomes.size());
-      bool failed_step_seen = false;
-      for (std::size_t i = 0; i < r.outcomes.size(); ++i) {
-        const bool injected_here = r.injected_after[i] == 1 && (i == 0 || r.injected_after[i - 1] == 0);
-        const Outcome& got = r.outcomes[i];
-        if (injected_here && got.kind != FailureKind::kNone) {
-          failed_step_seen = true;
-          const bool os_error = got.kind == FailureKind::kOsError && got.os_errno == error;
-          const bool map_limit = got.kind == FailureKind::kMapLimit && error == ENOMEM;
-          EXPECT_TRUE(os_error || map_limit) << "step " << i << " reported " << describe(got);
-          continue;
-        }
-        if (got.skipped) {
-          EXPECT_TRUE(failed_step_seen) << "step " << i << " skipped a release with no failed allocation";
-          continue;
-        }
-        EXPECT_EQ(got, baseline.outcomes[i]) << "step " << i << ": " << describe(got) << " where the run without "
-                                             << "the failure had " << describe(baseline.outcomes[i]);
-      }
+      // The call that met the failure reports it, or succeeds through a documented fallback
+      // (vmalloc_huge to pages; THP advice and smaps reads are best effort).
+      expect_only_the_injected_step_differs(r, baseline, [&](std::size_t i, const Outcome& got) {
+        if (got.kind == FailureKind::kNone) return false;
+        const bool os_error = got.kind == FailureKind::kOsError && got.os_errno == error;
+        const bool map_limit = got.kind == FailureKind::kMapLimit && error == ENOMEM;
+        EXPECT_TRUE(os_error || map_limit) << "step " << i << " reported " << describe(got);
+        return true;
+      });
+      tally.end();
     }
   }
-  std::printf("[ fault injection ] backing %s: %zu OS calls, %zu never-failing not injected, %zu failures injected\n",
-              backing_mode_name(backing), points, not_injected, tried);
+  std::printf("[ fault injection ] backing %s: %zu OS calls, %zu never-failing not injected, %zu failures injected, "
+              "%zu passed\n", backing_mode_name(backing), points, not_injected, tally.tried(), tally.passed());
   RecordProperty("points", static_cast<int>(points));
-  RecordProperty("injected", static_cast<int>(tried));
+  tally.record();
   // Backing none meets the OS only to create (reserve, memfd, direct map, map-count read).
-  EXPECT_GE(tried, backing == BackingMode::kNone ? 4u : 30u);
+  EXPECT_GE(tally.tried(), backing == BackingMode::kNone ? 4u : 30u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backings, FaultInjection,
+                         ::testing::Values(BackingMode::kNone, BackingMode::kAnon, BackingMode::kMemfd),
+                         [](const auto& info) { return std::string(backing_mode_name(info.param)); });
+
+// The same walk at the page allocator's seam (allocator/phys/page_fault_injection.h): every page
+// or block allocation of the sequence is refused once, as no-physical-memory and as
+// physical-fragmentation. The call that met it reports exactly that kind, or succeeds through its
+// documented fallback (vmalloc_huge, kvmalloc); everything else is as without the failure,
+// check() passes after every step, and nothing is left at the end.
+class PageFaultInjection : public ::testing::TestWithParam<BackingMode> {};
+
+TEST_P(PageFaultInjection, EveryPageAllocationFailsCleanly) {
+  const BackingMode backing = GetParam();
+  RecordingOs os(linux_os());
+  RecordingPageAllocs recorder;
+  const RunResult baseline = run_sequence(backing, os, [] { return std::uint64_t{0}; }, &recorder);
+  ASSERT_TRUE(baseline.created);
+  ASSERT_EQ(baseline.problem, "");
+  for (const Outcome& o : baseline.outcomes) ASSERT_EQ(o.kind, FailureKind::kNone) << describe(o);
+
+  std::size_t reported = 0, fell_back = 0;
+  CaseTally tally;
+  for (const PageAllocPoint& point : recorder.points()) {
+    for (const FailureKind kind : {FailureKind::kNoPhysicalMemory, FailureKind::kPhysicalFragmentation}) {
+      tally.begin();
+      SCOPED_TRACE(std::string(page_alloc_call_name(point.call)) + ":" + std::to_string(point.index) + " " +
+                   std::string(failure_name(kind)));
+      RecordingOs inner(linux_os());
+      FailingPageAllocs failing(point, kind);
+      const RunResult r = run_sequence(backing, inner, [&] { return failing.failures_injected(); }, &failing);
+      ASSERT_TRUE(r.created);
+      ASSERT_EQ(failing.failures_injected(), 1u) << "the recorded allocation was not reached again";
+      EXPECT_EQ(r.problem, "");
+      expect_only_the_injected_step_differs(r, baseline, [&](std::size_t i, const Outcome& got) {
+        if (got.kind == FailureKind::kNone) {
+          ++fell_back;
+          EXPECT_TRUE(i == kHugeStep || i == kKvmallocStep) << "step " << i << " hid a failed page allocation";
+          return false;
+        }
+        ++reported;
+        EXPECT_EQ(got.kind, kind) << "step " << i << " reported " << describe(got);
+        return true;
+      });
+      tally.end();
+    }
+  }
+  std::printf("[ page fault injection ] backing %s: %zu page allocations, %zu failures injected (%zu reported, "
+              "%zu absorbed by a documented fallback), %zu passed\n",
+              backing_mode_name(backing), recorder.points().size(), tally.tried(), reported, fell_back, tally.passed());
+  RecordProperty("points", static_cast<int>(recorder.points().size()));
+  tally.record();
+  // Backing none takes pages only for kmalloc, kvmalloc and the vmap callers; the others also for
+  // every vmalloc.
+  EXPECT_GE(tally.tried(), backing == BackingMode::kNone ? 8u : 20u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backings, PageFaultInjection,
                          ::testing::Values(BackingMode::kNone, BackingMode::kAnon, BackingMode::kMemfd),
                          [](const auto& info) { return std::string(backing_mode_name(info.param)); });
 

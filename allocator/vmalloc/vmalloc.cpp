@@ -1,5 +1,6 @@
 #include "allocator/vmalloc/vmalloc.h"
 
+#include <bit>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -73,6 +74,19 @@ const char* release_status_name(ReleaseStatus s) {
 
 Vmalloc::CreateResult Vmalloc::create(const VmallocConfig& config) {
   CreateResult r;
+  // The block allocator aborts on a block size it cannot use; a configuration is caller input, so
+  // refuse it here instead. A block is a power-of-two number of pages (it is allocated aligned to
+  // its own size), at least twice the largest small request, and no larger than the largest
+  // region (so block_pages * 4096 cannot overflow; a block larger than this region only makes small
+  // vm_map_ram calls fail with no-virtual-space).
+  const std::uint64_t block_pages = config.vmap_block_pages;
+  if (!std::has_single_bit(block_pages) || block_pages < 2 * kVmapMaxAllocPages ||
+      block_pages > kMaxRegionBytes / kPage) {
+    r.error = EINVAL;
+    r.message = "vmap_block_pages=" + std::to_string(block_pages) + " must be a power of two in [" +
+                std::to_string(2 * kVmapMaxAllocPages) + ", " + std::to_string(kMaxRegionBytes / kPage) + "]";
+    return r;
+  }
   auto space = VirtualSpace::create(config.space);
   if (space.space == nullptr) {
     r.error = space.error;
@@ -82,6 +96,7 @@ Vmalloc::CreateResult Vmalloc::create(const VmallocConfig& config) {
   PhysicalMemoryConfig pc;
   pc.bytes = config.phys_bytes;
   pc.os = config.space.os;
+  pc.faults = config.page_faults;
   auto phys = PhysicalMemory::create(pc);
   if (phys.memory == nullptr) {
     r.error = phys.error;

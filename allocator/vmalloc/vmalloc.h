@@ -62,6 +62,8 @@ struct VmallocConfig {
   // Pages per vm_map_ram block (the kernel's VMAP_BBMAP_BITS; see vmap_block.h). One "CPU" list of
   // blocks, so traces replay the same on every machine.
   std::uint64_t vmap_block_pages = kDefaultVmapBlockPages;
+  // Fault injection at the page allocator (see PhysicalMemoryConfig::faults); nullptr = none.
+  PageAllocFaults* page_faults = nullptr;
 };
 
 // Outcome of a release (vfree, kfree, vunmap, kvfree). Anything but kOk/kNull is misuse: nothing
@@ -103,7 +105,8 @@ class Vmalloc {
     std::string message;
   };
   // Creates the region and the physical memory. Fails like VirtualSpace::create and
-  // PhysicalMemory::create (EINVAL for bad sizes, else the OS errno), with nothing left behind.
+  // PhysicalMemory::create (EINVAL for bad sizes, else the OS errno), with nothing left behind;
+  // EINVAL also for a vmap_block_pages that is not a power of two in [128, 2^32].
   [[nodiscard]] static CreateResult create(const VmallocConfig& config);
   ~Vmalloc();
   Vmalloc(const Vmalloc&) = delete;

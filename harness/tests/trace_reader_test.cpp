@@ -9,12 +9,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "allocator/tests/reliability_figures.h"
 #include "harness/trace/size_text.h"
 #include "harness/trace/trace_reader.h"
 
@@ -354,7 +356,13 @@ std::vector<Malformed> malformed_cases() {
 }
 
 TEST(TraceReader, MalformedInputGivesExactMessageAtTheRightLine) {
-  for (const Malformed& c : malformed_cases()) EXPECT_EQ(error_of(c.text), c.error) << c.what;
+  CaseTally tally;  // the reliability figures: malformed inputs tried / rejected with the exact message
+  for (const Malformed& c : malformed_cases()) {
+    tally.begin();
+    EXPECT_EQ(error_of(c.text), c.error) << c.what;
+    tally.end();
+  }
+  tally.record();
 }
 
 TEST(TraceReader, ErrorCarriesItsParts) {
@@ -372,6 +380,8 @@ TEST(TraceReader, ErrorCarriesItsParts) {
 // InputError naming the file and a line within the input; anything else (crash, sanitizer report,
 // another exception type) fails the test.
 TEST(TraceReader, ArbitraryBytesGiveOnlyInputErrors) {
+  CaseTally tally;
+  std::size_t all_rejected = 0;
   const std::string valid = kHead + "guard 0\na 1 16K 2M\nk 2 8K\nm 3 4\nf 1\nh 4 2M\np\nf 2\n";
   for (std::uint64_t seed : test_seeds()) {
     SCOPED_TRACE("seed " + std::to_string(seed));
@@ -379,6 +389,7 @@ TEST(TraceReader, ArbitraryBytesGiveOnlyInputErrors) {
     std::mt19937_64 rng(seed);
     int parsed = 0, rejected = 0;
     for (int round = 0; round < 400; ++round) {
+      tally.begin();
       std::string text;
       if (round % 2 == 0) {
         text.resize(rng() % 300);
@@ -409,9 +420,44 @@ TEST(TraceReader, ArbitraryBytesGiveOnlyInputErrors) {
         EXPECT_EQ(std::string(e.what()).rfind("t.vmt:" + std::to_string(e.line()) + ": error: ", 0), 0u);
         for (char c : e.message()) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "raw byte in message";
       }
+      tally.end();
     }
     EXPECT_GT(rejected, 0);
+    all_rejected += static_cast<std::size_t>(rejected);
   }
+  tally.record();  // tried: inputs; passed: parsed or rejected cleanly
+  RecordProperty("rejected", static_cast<int>(all_rejected));
+}
+
+// The trace parser's fuzzing corpus (corpus/trace_parser: inputs libFuzzer kept for new coverage,
+// most of them malformed): each file parses or is rejected with `FILE:LINE: error: MESSAGE` at a
+// line inside the file, never anything else. The count rejected is a reliability figure.
+TEST(TraceReader, ParserCorpusGivesOnlyInputErrors) {
+  const std::filesystem::path dir = std::filesystem::path(VMFRAG_SOURCE_ROOT) / "corpus" / "trace_parser";
+  CaseTally tally;
+  std::size_t rejected = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    SCOPED_TRACE(entry.path().filename().string());
+    tally.begin();
+    std::ifstream file(entry.path(), std::ios::binary);
+    std::stringstream bytes;
+    bytes << file.rdbuf();
+    const std::string text = bytes.str();
+    const auto newlines = static_cast<std::uint64_t>(std::count(text.begin(), text.end(), '\n'));
+    try {
+      (void)parse(text);
+    } catch (const InputError& e) {
+      ++rejected;
+      EXPECT_GE(e.line(), 1u);
+      EXPECT_LE(e.line(), newlines + 1);
+      EXPECT_EQ(std::string(e.what()).rfind("t.vmt:" + std::to_string(e.line()) + ": error: ", 0), 0u) << e.what();
+    }
+    tally.end();
+  }
+  EXPECT_GE(tally.tried(), 100u) << "the corpus is smaller than expected: " << dir;
+  tally.record();
+  RecordProperty("rejected", static_cast<int>(rejected));
 }
 
 }  // namespace

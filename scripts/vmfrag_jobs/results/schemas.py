@@ -267,6 +267,25 @@ def validate_bench_ratios(obj, where):
     return p
 
 
+# The reliability figures of issue 15 (scripts/vmfrag_jobs/reliability.py).
+RELIABILITY = "vmfrag-reliability"
+CURRENT_VERSION[RELIABILITY] = 1
+RELIABILITY_STATUSES = ("passed", "failed", "no-results")
+
+
+def validate_reliability(obj, where):
+    p = check_fields(obj, {"figures": LIST}, where) + check_provenance(obj, where)
+    for i, f in enumerate(obj.get("figures") or []):
+        w = f"{where} figure {i}"
+        p += check_fields(f, {"name": STR, "description": STR, "flavour": STR, "tests": LIST, "status": STR,
+                              "tried": INT, "passed": INT, "details": DICT}, w)
+        p += check_choice(f, "status", RELIABILITY_STATUSES, w)
+        if isinstance(f, dict) and isinstance(f.get("tried"), int) and isinstance(f.get("passed"), int) \
+                and not 0 <= f["passed"] <= f["tried"]:
+            p.append(f"{w}: 'passed' {f['passed']} is not within 0..tried ({f['tried']})")
+    return p
+
+
 def validate_google_benchmark(obj, where):
     p = check_fields(obj, {"context": DICT, "benchmarks": LIST}, where)
     for i, b in enumerate(obj.get("benchmarks") or []):
@@ -341,6 +360,7 @@ def validate(fmt, version, obj, where):
         FUZZ_STATS: lambda: validate_fuzz_stats(obj, where),
         HUNT_EVAL: lambda: validate_hunt_eval(obj, where),
         BENCH_RATIOS: lambda: validate_bench_ratios(obj, where),
+        RELIABILITY: lambda: validate_reliability(obj, where),
         GOOGLE_BENCHMARK: lambda: validate_google_benchmark(obj, where),
         TIMELINE: lambda: [],
         NIGHTLY_PLAN: lambda: validate_nightly_plan(obj, where),
