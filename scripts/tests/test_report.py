@@ -280,3 +280,21 @@ def test_merging_runs_of_different_commits_is_flagged(tmp_path):
     tables, out = report.make_report(tmp_path / "merged", merge=shards)
     assert any("different commits" in p and "a" * 40 in p and "b" * 40 in p for p in tables["problems"])
     assert "different commits" in out.read_text()
+
+
+def test_reliability_figures_show_in_the_report_and_the_summary(tmp_path):
+    from vmfrag_jobs import reliability
+    from vmfrag_jobs.results.writing import write_result
+    figures = [dict(reliability.figure_from_cases(f, []), tried=12, passed=11 if f.name == "misuse-cases" else 12,
+                    status="failed" if f.name == "misuse-cases" else "passed") for f in reliability.FIGURES]
+    write_result(tmp_path / "reliability.json", reliability.document(figures, {"test": True}))
+    from vmfrag_jobs import results as results_layer
+    from vmfrag_jobs.results import loading
+    tables = results_layer.compute(loading.load([tmp_path]))
+    tables.update(trend=[], history_path=None, history_error=None)  # as make_report without a history
+    text = summary.summary_text(tables)
+    html = report.render(tables)
+    assert "reliability misuse-cases (asan): 11/12 failed" in text
+    assert "<b>failed</b>" in html and ">misuse-cases<" in html
+    fig = {k["name"]: k["value"] for k in tables["key_figures"]}
+    assert fig["reliability.misuse-cases.failed"] == 1 and fig["reliability.os-fault-injection.failed"] == 0

@@ -8,6 +8,9 @@ its time budget (--seconds, default 300, printed up front; building is not count
                   under --corpus), crashes as bugs, fuzz_frag_hunt's findings minimised
   3. workloads    every `gen` workload x --seeds, `replay --differential --check-every 1000`
   4. bench        vmfrag_bench's quick set (3 repetitions), ratios beside issue 12's goals
+  +  reliability  issue 15's figures (fault injection, misuse, concurrency stress, malformed input)
+                  from the last `scripts/vmfrag test` of this commit (results/reliability.json), when
+                  there is one: unit tests belong to `test`, so ci does not run them again
   5. kernel       with --kernel 6.1[,6.12]: every finding replayed on that real kernel under QEMU
                   (`confirm`), marked in the report "confirmed on Linux X" or with the difference;
                   not counted in the budget (about 10-20 s a finding here, plus a first download)
@@ -46,7 +49,7 @@ from .results.provenance import provenance
 from .results.writing import RunManifest, new_run_directory, point_latest, write_atomically
 
 CI_FORMAT, CI_VERSION = schemas.CI, 2
-STEPS = ("build", "regressions", "fuzz", "workloads", "bench", "kernel")
+STEPS = ("build", "regressions", "fuzz", "workloads", "bench", "reliability", "kernel")
 FUZZ_TARGETS = ("fuzz_frag_hunt", "fuzz_ops", "fuzz_trace_parser")
 # What the quick benchmark set takes here (3 repetitions: 8 s on a loaded 2-vCPU VM), reserved at
 # the end of the budget so the earlier steps cannot eat it.
@@ -177,6 +180,7 @@ class CiRun:
             self.step_fuzz(budget, window * FUZZ_SHARE)
         self.step_workloads(budget)
         self.step_bench()
+        self.step_reliability()
         if self.args.kernel:
             self.step_kernel()
         else:
@@ -295,6 +299,30 @@ class CiRun:
             self.suites.append(suite)
             self.save()
         self.note(f"bench: {rec['status']} ({rec['seconds']:.0f} s)")
+
+    def step_reliability(self):
+        """results/reliability.json, copied in when `scripts/vmfrag test` wrote it for this very commit
+        (clean tree); otherwise the step is skipped and says why."""
+        from .testing import RELIABILITY_JSON
+        why = None
+        try:
+            doc = json.loads(RELIABILITY_JSON.read_text())
+            prov = doc.get("provenance") or {}
+            if prov.get("commit") != self.prov["commit"] or prov.get("dirty") or self.prov["dirty"]:
+                why = (f"{RELIABILITY_JSON.name} is from commit {str(prov.get('commit'))[:12]}"
+                       f"{' (dirty)' if prov.get('dirty') else ''}, not this one")
+        except FileNotFoundError:
+            why = "no results/reliability.json: `scripts/vmfrag test` writes it"
+        except (OSError, ValueError) as e:
+            why = f"{RELIABILITY_JSON}: {e}"
+        if why:
+            self.manifest.skip("reliability", why)
+            self.note(f"reliability: skipped: {why}")
+            return
+        with self.manifest.step("reliability") as step:
+            write_atomically(self.out / "reliability.json", json.dumps(doc, indent=2) + "\n")
+            step.outputs.append("reliability.json")
+        self.note("reliability: " + ", ".join(f"{f['name']} {f['passed']}/{f['tried']}" for f in doc["figures"]))
 
     def step_kernel(self):
         suite = junit.Suite("kernel")

@@ -91,12 +91,33 @@ def pytest_suites(totals, extra_args=()):
         totals.broken.append(f"pytest exited {r.returncode}")
 
 
+RELIABILITY_JSON = paths.RESULTS / "reliability.json"
+
+
+def write_reliability_figures(flavours):
+    """After the asan and tsan suites ran, issue 15's figures from their JUnit logs (nothing runs
+    again) to results/reliability.json, which `scripts/vmfrag ci` puts in its report when it is
+    this commit's. Said on stdout; a figure that failed is already a failed test above."""
+    from . import reliability
+    from .results import writing
+    names = {f.name for f in flavours}
+    if not {"asan", "tsan"} <= names:
+        return None
+    dirs = {n: paths.build_dir(n) for n in ("asan", "tsan")}
+    figures = reliability.collect_from_junit(dirs)
+    writing.write_result(RELIABILITY_JSON, reliability.document(figures, {"from_junit": True}))
+    passed = sum(f["status"] == "passed" for f in figures)
+    print(f"vmfrag: reliability figures: {passed}/{len(figures)} passed -> {RELIABILITY_JSON.relative_to(paths.REPO)}")
+    return figures
+
+
 def run_all(flavours, with_pytest=True):
     totals = Totals()
     for f in flavours:
         build.build(f)
     for f in flavours:
         meson_tests(f, totals)
+    write_reliability_figures(flavours)
     if with_pytest:
         pytest_suites(totals)
     for b in totals.broken:

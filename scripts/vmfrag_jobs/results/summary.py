@@ -61,6 +61,8 @@ def summary_text(tables):
                    f" ops {count_text(f['ops_before'])} -> {count_text(f['ops_after'])}")
         for c in f.get("confirmations") or []:
             out.append(f"    Linux {c['release'] or c['series']}: {kernel_verdict_text(c)}")
+    for f in (tables.get("reliability") or {}).get("figures", []):
+        out.append(f"reliability {f['name']} ({f['flavour']}): {count_text(f['passed'])}/{count_text(f['tried'])} {f['status']}")
     if tables["workloads"]:
         out.append(f"workloads: {len(tables['workloads'])} runs")
         for w in tables["workloads"]:

@@ -529,6 +529,8 @@ def key_figures(tables):
         for arm in tables["hunt"]["arms"]:
             if arm["success_rate"] is not None:
                 fig[f"hunt.{arm['name']}.success_rate"] = (arm["success_rate"], "share", "higher", 0.0)
+    for f in (tables.get("reliability") or {}).get("figures", []):
+        fig[f"reliability.{f['name']}.failed"] = (f["tried"] - f["passed"], "count", "lower", 0.0)
     if tables["bench"]:
         for row in tables["bench"]["rows"]:
             if row["real_time"] is not None:
@@ -547,6 +549,19 @@ def _verdict(bug_rows, problems):
     return {"status": "incomplete" if incomplete else "clean",
             "text": "no bugs found" + (" in what was written (the run is incomplete)" if incomplete else ""),
             "incomplete": incomplete}
+
+
+def reliability(results):
+    """Issue 15's figures (reliability.json): what was tried, what passed, in which sanitizer build."""
+    docs = results.of(schemas.RELIABILITY)
+    if not docs:
+        return None
+    rf = docs[0]
+    return {"figures": [{"name": f["name"], "description": f["description"], "flavour": f["flavour"],
+                         "tried": f["tried"], "passed": f["passed"], "status": f["status"],
+                         "details": ", ".join(f"{k} {v}" for k, v in sorted((f.get("details") or {}).items()))}
+                        for f in rf.data["figures"]],
+            "commit": (rf.data.get("provenance") or {}).get("commit"), "source": rf.rel}
 
 
 def units(results):
@@ -599,6 +614,7 @@ def compute(results):
         "hunt": hunt(results),
         "bench": bench(results),
         "units": units(results),
+        "reliability": reliability(results),
         "legacy_files": [f"{f.root.name}/{f.rel}: {n}" for f in results.files for n in f.notes],
     }
     tables["charted_workloads"] = charted_workloads(tables["workloads"])
