@@ -31,22 +31,35 @@ std::size_t bucket(double fraction, std::size_t buckets) {
 //     seen while the peak was at most p. First fit fails exactly when the largest free extent is
 //     below the request, so pushing it down while the live need stays low is the road to a failure
 //     at low severity: each step down that road is kept.
+//   - the high-water frontier: for each peak-live-need bucket p, the highest end of any area
+//     placed while the peak was at most p. Robson's adversary works by pushing first fit's
+//     placements up the region while little is live (the holes below are all just too small), so
+//     each new height reached at a low peak is kept, long before anything fails.
 //   - the failure ladder: each new lowest severity bucket, overall and per failing need.
 //   - the live need fraction after each op (64 buckets; saturates quickly).
 class Features {
  public:
   static constexpr std::size_t kPeakBuckets = 16, kFreeBuckets = 32;
-  static constexpr std::size_t kFrontier = 0, kLadder = 512, kLive = 640, kNeedLadder = 704;
-  static_assert(kFrontier + kPeakBuckets * kFreeBuckets <= kLadder && kNeedLadder + 16 * 16 <= kHuntCounterCount);
+  static constexpr std::size_t kHighBuckets = 32;
+  static constexpr std::size_t kFrontier = 0, kLadder = 512, kLive = 640, kNeedLadder = 704, kHigh = 1024;
+  static_assert(kFrontier + kPeakBuckets * kFreeBuckets <= kLadder && kNeedLadder + 16 * 16 <= kHigh &&
+                kHigh + kPeakBuckets * kHighBuckets <= kHuntCounterCount);
 
   explicit Features(std::span<std::uint8_t> c, std::uint64_t region_pages) : c_(c), region_pages_(region_pages) {
     VMF_CHECK(c.empty() || c.size() >= kHuntCounterCount, "too few counters");
     min_free_.fill(kFreeBuckets);
+    high_.fill(0);
+  }
+  // After each placement: its end, in pages from the region's start.
+  void placed(std::uint64_t peak_pages, std::uint64_t end_pages) {
+    if (c_.empty()) return;
+    std::size_t& h = high_[peak_bucket(peak_pages)];
+    h = std::max(h, 1 + std::min(kHighBuckets - 1, static_cast<std::size_t>(end_pages * kHighBuckets / region_pages_)));
   }
   // After each op: the peak live need so far (pages) and the space's state.
   void state(std::uint64_t peak_pages, const VirtualSpaceStats& s) {
     if (c_.empty()) return;
-    const std::size_t p = std::min(kPeakBuckets - 1, static_cast<std::size_t>(peak_pages * kPeakBuckets / region_pages_));
+    const std::size_t p = peak_bucket(peak_pages);
     min_free_[p] = std::min(min_free_[p], free_bucket(s.largest_free_bytes / kPageSize));
     c_[kLive + bucket(static_cast<double>(s.live_reserved_bytes / kPageSize) / static_cast<double>(region_pages_), 64)] = 1;
   }
@@ -64,9 +77,17 @@ class Features {
       best = std::min(best, min_free_[p]);
       if (best < kFreeBuckets) mark_from(kFrontier + p * kFreeBuckets + best, kFrontier + (p + 1) * kFreeBuckets);
     }
+    std::size_t highest = 0;  // 1 + bucket of the highest end at this peak or below; 0: none yet
+    for (std::size_t p = 0; p < kPeakBuckets; ++p) {
+      highest = std::max(highest, high_[p]);
+      if (highest > 0) mark_from(kHigh + p * kHighBuckets, kHigh + p * kHighBuckets + highest);
+    }
   }
 
  private:
+  std::size_t peak_bucket(std::uint64_t peak_pages) const {
+    return std::min(kPeakBuckets - 1, static_cast<std::size_t>(peak_pages * kPeakBuckets / region_pages_));
+  }
   // Largest free extent in pages: exact below 16 (where requests fail), 15-page steps above.
   static std::size_t free_bucket(std::uint64_t pages) {
     return pages < 16 ? static_cast<std::size_t>(pages) : std::min<std::size_t>(kFreeBuckets - 1, 16 + (pages - 16) / 15);
@@ -76,6 +97,7 @@ class Features {
   std::span<std::uint8_t> c_;
   std::uint64_t region_pages_;
   std::array<std::size_t, kPeakBuckets> min_free_{};
+  std::array<std::size_t, kPeakBuckets> high_{};
 };
 
 }  // namespace
@@ -168,6 +190,7 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
       const Allocation a = space.vmalloc(op.size, op.align);
       if (a.ok()) {
         offsets[op.id] = a.offset;
+        features.placed(std::max(peak, space.stats().live_reserved_bytes / kPageSize), a.offset / kPageSize + need);
       } else if (a.failure == FailureKind::kVirtualFragmentation || a.failure == FailureKind::kNoVirtualSpace) {
         ++run.failures;
         const std::uint64_t live = space.stats().live_reserved_bytes / kPageSize;

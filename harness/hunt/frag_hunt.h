@@ -60,7 +60,9 @@ struct HuntFinding {
 //   [512, 640)  the failure ladder: 128 severity buckets, all from the lowest failure's up
 //   [640, 704)  64 buckets of live need / region, after each op
 //   [704, 960)  failing need in pages (16) × 16 severity buckets, the ladder per need
-inline constexpr std::size_t kHuntCounterCount = 1024;
+//   [1024, 1536) peak live need (16 buckets) × the highest end of an area placed at that peak or
+//               below (32 buckets of region/32), all cells up to it
+inline constexpr std::size_t kHuntCounterCount = 1536;
 
 struct HuntRun {
   std::uint64_t ops = 0;

@@ -1,8 +1,10 @@
-"""The fuzzing jobs (fuzz_job.py, hunt_eval.py): the statistics against values computed by hand,
-libFuzzer log parsing against a fixture, then tiny real runs (bounded by -runs or one CPU second
-per trial) through the fuzz flavour: `fuzz` keeps findings as vmtrace, minimises the best one and
-its replay reports the same failure kind; `hunt-eval` records seeds and every arm's trials and
-prints the comparison. The real runs are skipped when the fuzz flavour (clang) is not built."""
+"""The fuzzing jobs (fuzz_job.py, fuzz_records.py, hunt_eval.py): the statistics against values
+computed by hand, libFuzzer log and crash-report parsing against fixtures, then tiny real runs
+(bounded by -runs or one CPU second per trial) through the fuzz flavour, each loaded by the results
+layer with no problem: `fuzz` writes its stats, minimised deduplicated findings (whose replay
+reports the same failure kind) and, on the planted bug, one vmfrag-bug; `hunt-eval` records seeds
+and every arm's trials and writes vmfrag-hunt-eval. The real runs are skipped when the fuzz flavour
+(clang) is not built."""
 import json
 import math
 

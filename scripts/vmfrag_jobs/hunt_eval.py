@@ -39,14 +39,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import bootstrap, build, paths
+from . import bootstrap, build, fuzz_records, paths
 from .arguments import bounded_float, bounded_int
 from .results import provenance as provenance_module
 from .results.writing import write_result
 
 ARMS = ("features", "no_features", "blind")
 FLOOR_M16 = math.log(2) / sum(1 / i for i in range(1, 17))
-HUNT_LINE = re.compile(r"vmfrag-hunt: best (\S+) kind (\S+) execs (\d+) ops (\d+) cpu (\S+)")
 STATUS_LINE = re.compile(r"^#(\d+)\s")
 BLIND_LINE = re.compile(r"vmfrag-blind-hunt: traces (\d+) ops (\d+) best \S+ cpu (\S+)")
 MIN_TRIALS = 10
@@ -58,13 +57,7 @@ def fuzz_build_dir():
 
 def trajectory(text):
     """The `vmfrag-hunt: best ...` lines as dicts, in order."""
-    out = []
-    for line in text.splitlines():
-        m = HUNT_LINE.search(line)
-        if m:
-            out.append({"best": float(m.group(1)), "kind": m.group(2), "execs": int(m.group(3)),
-                        "ops": int(m.group(4)), "cpu": float(m.group(5))})
-    return out
+    return fuzz_records.parse_hunt_progress(text)
 
 
 def run_trial(arm, trial, seed, cpu_seconds, workdir, threshold, max_len=1536, seed_corpus=False):
