@@ -42,7 +42,7 @@ from pathlib import Path
 from . import bootstrap, build, fuzz_records, paths
 from .arguments import bounded_float, bounded_int
 from .results import provenance as provenance_module
-from .results.writing import write_result
+from .results.writing import RunManifest, write_result
 
 ARMS = ("features", "no_features", "blind")
 FLOOR_M16 = math.log(2) / sum(1 / i for i in range(1, 17))
@@ -298,12 +298,22 @@ def main_with(a):
         print(f"vmfrag: error: --arms takes a comma-separated subset of {','.join(ARMS)}", file=sys.stderr)
         return 2
     bootstrap.ensure_packages()
+    out = Path(a.out) if a.out else paths.RESULTS / "hunt-eval"
+    # On its own, an adhoc job with a run manifest, so that `vmfrag report OUT` knows the run
+    # (nightly calls run() inside its own).
+    manifest = RunManifest(out, "adhoc", flavour="fuzz", options={"trials": a.trials, "seconds": a.seconds,
+                                                                  "threshold": a.threshold, "arms": list(arms)},
+                           steps=["hunt-eval"], command=["vmfrag", "hunt-eval", *sys.argv[1:]])
     try:
-        run(a.trials, a.seconds, a.out, a.threshold, a.seed_base, a.parallel, arms, do_build=not a.no_build,
-            seed_corpus=a.seed_corpus)
+        with manifest.step("hunt-eval") as step:
+            run(a.trials, a.seconds, out, a.threshold, a.seed_base, a.parallel, arms, do_build=not a.no_build,
+                seed_corpus=a.seed_corpus)
+            step.outputs.append("hunt-eval.json")
     except build.BuildError as e:
+        manifest.finish(1)
         print(f"vmfrag: error: {e}", file=sys.stderr)
         return 1
+    manifest.finish(0)
     return 0
 
 
