@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "harness/decode/op_mutator.h"
 #include "harness/hunt/frag_hunt.h"
@@ -40,7 +41,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const vmfrag::DecodeConfig config = vmfrag::hunt_decode_config();
-  const vmfrag::DecodedInput input = vmfrag::decode_input({data, size}, config);
+  static vmfrag::DecodedInput input;  // reused: no allocation per input once warmed up
+  static std::vector<std::uint64_t> live;
+  vmfrag::decode_input_into({data, size}, config, input, live);
   const vmfrag::HuntRun run =
       vmfrag::run_hunt(input, g_features ? std::span<std::uint8_t>(vmfrag_hunt_counters) : std::span<std::uint8_t>{},
                        &g_space);

@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "allocator/core/assert.h"
 #include "harness/decode/op_mutator.h"
@@ -12,7 +13,10 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const vmfrag::DecodeConfig config = vmfrag::ops_decode_config();
   static vmfrag::OpsInstances instances;  // allocators reused between inputs (see ops_check.h)
-  const vmfrag::OpsCheckResult r = vmfrag::run_ops_check(vmfrag::decode_input({data, size}, config), {}, &instances);
+  static vmfrag::DecodedInput input;  // reused: no allocation per input once warmed up
+  static std::vector<std::uint64_t> live;
+  vmfrag::decode_input_into({data, size}, config, input, live);
+  const vmfrag::OpsCheckResult r = vmfrag::run_ops_check(input, {}, &instances);
   VMF_CHECK(r.ok(), "fuzz_ops: op %" PRIu64 ": %s", r.op, r.problem.c_str());
   return 0;
 }

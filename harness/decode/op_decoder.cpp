@@ -77,8 +77,18 @@ std::string_view misuse_kind_name(MisuseKind k) {
 }
 
 DecodedInput decode_input(std::span<const std::uint8_t> bytes, const DecodeConfig& c) {
-  VMF_CHECK(!c.kinds.empty() && c.min_pages >= 1 && c.min_pages <= c.max_pages, "bad DecodeConfig");
   DecodedInput in;
+  std::vector<std::uint64_t> live;
+  decode_input_into(bytes, c, in, live);
+  return in;
+}
+
+void decode_input_into(std::span<const std::uint8_t> bytes, const DecodeConfig& c, DecodedInput& in,
+                       std::vector<std::uint64_t>& live) {
+  VMF_CHECK(!c.kinds.empty() && c.min_pages >= 1 && c.min_pages <= c.max_pages, "bad DecodeConfig");
+  in.ops.clear();
+  in.misuse.clear();
+  live.clear();  // ids live in the decoded text
   std::size_t pos = 0;
   if (c.header_from_bytes) {
     std::array<std::uint8_t, kHeaderBytes> h{};
@@ -88,7 +98,6 @@ DecodedInput decode_input(std::span<const std::uint8_t> bytes, const DecodeConfi
   } else {
     in.header = c.header;
   }
-  std::vector<std::uint64_t> live;  // ids live in the decoded text
   std::uint64_t next_id = 0;
   for (; pos + kRecordBytes <= bytes.size() && in.ops.size() < c.max_ops; pos += kRecordBytes) {
     const std::uint8_t sel = bytes[pos], x = bytes[pos + 1], y = bytes[pos + 2];
@@ -130,7 +139,6 @@ DecodedInput decode_input(std::span<const std::uint8_t> bytes, const DecodeConfi
     }
     in.ops.push_back(op);
   }
-  return in;
 }
 
 std::optional<std::vector<std::uint8_t>> encode_input(const TraceHeader& header, const std::vector<Op>& ops,

@@ -89,6 +89,10 @@ struct DecodedInput {
 
 // Never fails: every byte string decodes (the empty one to the header and no ops).
 [[nodiscard]] DecodedInput decode_input(std::span<const std::uint8_t> bytes, const DecodeConfig& config);
+// The same into `out`, reusing its vectors' capacity and `live_scratch` (the decoder's live list):
+// the fuzz targets decode every input this way, without a heap allocation once warmed up.
+void decode_input_into(std::span<const std::uint8_t> bytes, const DecodeConfig& config, DecodedInput& out,
+                       std::vector<std::uint64_t>& live_scratch);
 
 // The inverse for what the config can express: bytes that decode_input turns back into exactly
 // `ops` (misuse is not encoded), or nullopt when an op is not expressible (a kind outside the

@@ -10,6 +10,14 @@
 //   resize    an allocation's size to an interesting value: 1 page, the largest, powers of two,
 //             page - 31 and page - 3937 bytes (subpage configs), size 0, the alignment extremes
 //   kind      a record's op kind to another entry of the table
+//   phase     (tables with a and f) a burst of 2-32 allocations of one size, then every other or
+//             every third of them freed: the holes address-ordered first fit leaves behind and
+//             cannot reuse for the next, larger phase (Robson's adversary is a sequence of these)
+//   thin out  (tables with a and f) frees every other or third live area from a point of the
+//             allocation order on, widening old holes just short of a later request
+//   Phases and thin-outs go at the end half the time (earlier, they shift the meaning of the frees
+//   after them: a free names a live id by its place in the decoder's list); their frees are
+//   computed by replaying the decoder's id rules up to the insertion point.
 // The header bytes (header_from_bytes) are left alone except by `kind` on an empty input.
 // Deterministic in (input, seed). Never writes beyond max_size; returns the new size.
 #pragma once

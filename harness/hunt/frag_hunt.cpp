@@ -1,6 +1,7 @@
 #include "harness/hunt/frag_hunt.h"
 
 #include <algorithm>
+#include <array>
 #include <ctime>
 #include <cmath>
 #include <cstdio>
@@ -23,24 +24,80 @@ std::size_t bucket(double fraction, std::size_t buckets) {
   return std::min(buckets - 1, static_cast<std::size_t>(fraction * static_cast<double>(buckets)));
 }
 
+// The state features (IJON-style annotations). Each is a "Pareto" mark: an input is new to
+// libFuzzer only when it improves a frontier, never for landing on a worse value than one already
+// seen, so the queue is not diluted by inputs that are merely different:
+//   - the free-space frontier: for each peak-live-need bucket p, the smallest largest-free extent
+//     seen while the peak was at most p. First fit fails exactly when the largest free extent is
+//     below the request, so pushing it down while the live need stays low is the road to a failure
+//     at low severity: each step down that road is kept.
+//   - the high-water frontier: for each peak-live-need bucket p, the highest end of any area
+//     placed while the peak was at most p. Robson's adversary works by pushing first fit's
+//     placements up the region while little is live (the holes below are all just too small), so
+//     each new height reached at a low peak is kept, long before anything fails.
+//   - the failure ladder: each new lowest severity bucket, overall and per failing need.
+//   - the live need fraction after each op (64 buckets; saturates quickly).
 class Features {
  public:
-  explicit Features(std::span<std::uint8_t> c) : c_(c) { VMF_CHECK(c.empty() || c.size() >= kHuntCounterCount, "too few counters"); }
-  void state(const VirtualSpaceStats& s, std::uint64_t region) {
+  static constexpr std::size_t kPeakBuckets = 16, kFreeBuckets = 32;
+  static constexpr std::size_t kHighBuckets = 32;
+  static constexpr std::size_t kFrontier = 0, kLadder = 512, kLive = 640, kNeedLadder = 704, kHigh = 1024;
+  static_assert(kFrontier + kPeakBuckets * kFreeBuckets <= kLadder && kNeedLadder + 16 * 16 <= kHigh &&
+                kHigh + kPeakBuckets * kHighBuckets <= kHuntCounterCount);
+
+  explicit Features(std::span<std::uint8_t> c, std::uint64_t region_pages) : c_(c), region_pages_(region_pages) {
+    VMF_CHECK(c.empty() || c.size() >= kHuntCounterCount, "too few counters");
+    min_free_.fill(kFreeBuckets);
+    high_.fill(0);
+  }
+  // After each placement: its end, in pages from the region's start.
+  void placed(std::uint64_t peak_pages, std::uint64_t end_pages) {
     if (c_.empty()) return;
-    const std::size_t extents = std::min<std::uint64_t>(s.free_extents, 31);
-    const double ratio = s.free_bytes == 0 ? 1.0 : static_cast<double>(s.largest_free_bytes) / static_cast<double>(s.free_bytes);
-    c_[extents * 8 + bucket(ratio, 8)] = 1;
-    c_[256 + bucket(static_cast<double>(s.live_reserved_bytes) / static_cast<double>(region), 64)] = 1;
+    std::size_t& h = high_[peak_bucket(peak_pages)];
+    h = std::max(h, 1 + std::min(kHighBuckets - 1, static_cast<std::size_t>(end_pages * kHighBuckets / region_pages_)));
+  }
+  // After each op: the peak live need so far (pages) and the space's state.
+  void state(std::uint64_t peak_pages, const VirtualSpaceStats& s) {
+    if (c_.empty()) return;
+    const std::size_t p = peak_bucket(peak_pages);
+    min_free_[p] = std::min(min_free_[p], free_bucket(s.largest_free_bytes / kPageSize));
+    c_[kLive + bucket(static_cast<double>(s.live_reserved_bytes / kPageSize) / static_cast<double>(region_pages_), 64)] = 1;
   }
   void failure(double severity, std::uint64_t need_pages) {
     if (c_.empty()) return;
-    c_[320 + bucket(severity, 128)] = 1;
-    c_[448 + std::min<std::uint64_t>(need_pages, 16) % 16 * 16 + bucket(severity, 16)] = 1;
+    mark_from(kLadder + bucket(severity, 128), kLadder + 128);
+    const std::size_t row = kNeedLadder + std::min<std::uint64_t>(need_pages, 16) % 16 * 16;
+    mark_from(row + bucket(severity, 16), row + 16);
+  }
+  // At the end of a run: marks the free-space frontier (every cell at or above it).
+  void finish() {
+    if (c_.empty()) return;
+    std::size_t best = kFreeBuckets;
+    for (std::size_t p = 0; p < kPeakBuckets; ++p) {
+      best = std::min(best, min_free_[p]);
+      if (best < kFreeBuckets) mark_from(kFrontier + p * kFreeBuckets + best, kFrontier + (p + 1) * kFreeBuckets);
+    }
+    std::size_t highest = 0;  // 1 + bucket of the highest end at this peak or below; 0: none yet
+    for (std::size_t p = 0; p < kPeakBuckets; ++p) {
+      highest = std::max(highest, high_[p]);
+      if (highest > 0) mark_from(kHigh + p * kHighBuckets, kHigh + p * kHighBuckets + highest);
+    }
   }
 
  private:
+  std::size_t peak_bucket(std::uint64_t peak_pages) const {
+    return std::min(kPeakBuckets - 1, static_cast<std::size_t>(peak_pages * kPeakBuckets / region_pages_));
+  }
+  // Largest free extent in pages: exact below 16 (where requests fail), 15-page steps above.
+  static std::size_t free_bucket(std::uint64_t pages) {
+    return pages < 16 ? static_cast<std::size_t>(pages) : std::min<std::size_t>(kFreeBuckets - 1, 16 + (pages - 16) / 15);
+  }
+  void mark_from(std::size_t from, std::size_t to) { std::fill(c_.begin() + static_cast<std::ptrdiff_t>(from), c_.begin() + static_cast<std::ptrdiff_t>(to), 1); }
+
   std::span<std::uint8_t> c_;
+  std::uint64_t region_pages_;
+  std::array<std::size_t, kPeakBuckets> min_free_{};
+  std::array<std::size_t, kPeakBuckets> high_{};
 };
 
 }  // namespace
@@ -55,6 +112,28 @@ double robson_floor(std::uint64_t m) {
 std::string HuntFinding::signature() const {
   return std::string(failure_name(kind)) + ":need" + std::to_string(need_pages) + ":peak" + std::to_string(peak_need_pages);
 }
+
+namespace {
+
+constexpr std::uint64_t kNotLive = ~std::uint64_t{0};
+
+// The input with its allocations' ids renumbered 0, 1, 2... in order (frees follow; a free of an id
+// never allocated gets kNotLive, which run_hunt ignores as it ignores such frees).
+DecodedInput renumbered(const DecodedInput& input) {
+  DecodedInput out = input;
+  std::unordered_map<std::uint64_t, std::uint64_t> ids;
+  for (Op& op : out.ops) {
+    if (op.kind == OpKind::kAlloc) {
+      op.id = ids.emplace(op.id, ids.size()).first->second;
+    } else if (op.kind == OpKind::kFree) {
+      auto it = ids.find(op.id);
+      op.id = it == ids.end() ? kNotLive : it->second;
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 HuntSpace::HuntSpace() = default;
 HuntSpace::~HuntSpace() = default;
@@ -76,23 +155,30 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
     }
   }
   VirtualSpace& space = fresh != nullptr ? *fresh : *reuse->space_;
-  Features features(counters);
   const std::uint64_t guard_pages = h.guard_pages;
   const std::uint64_t region_pages = h.region_bytes / kPageSize;
+  Features features(counters, region_pages);
 
   // Which bound conditions hold so far (the header's and every op's up to now).
   std::string not_applicable = h.lazy_pages != 0 ? "lazy free (lazy > 0)" : "";
-  std::unordered_map<std::uint64_t, std::uint64_t> offsets;  // live id -> offset
+  // Live id -> offset, indexed by id (kNotLive: not live). Decoded inputs have dense ids 0, 1, 2...;
+  // a trace with sparse ids is renumbered first. Kept in `reuse` between runs: no allocation per run.
+  std::uint64_t max_id = 0;
+  for (const Op& op : input.ops)
+    if (op.kind == OpKind::kAlloc) max_id = std::max(max_id, op.id);
+  if (max_id > 4 * input.ops.size() + 1024) return run_hunt(renumbered(input), counters, reuse);
+  std::vector<std::uint64_t> local_offsets;
+  std::vector<std::uint64_t>& offsets = fresh != nullptr ? local_offsets : reuse->offsets_;
+  offsets.assign(input.ops.empty() ? 0 : max_id + 1, kNotLive);
   std::uint64_t peak = 0, max_need = 0;
   HuntRun run;
   for (const Op& op : input.ops) {
     const std::uint64_t index = run.ops++;
     if (op.kind == OpKind::kFree) {
-      auto it = offsets.find(op.id);
-      if (it != offsets.end()) {
-        VMF_CHECK(space.vfree_offset(it->second) == FreeStatus::kOk, "free of id %llu refused",
+      if (op.id < offsets.size() && offsets[op.id] != kNotLive) {
+        VMF_CHECK(space.vfree_offset(offsets[op.id]) == FreeStatus::kOk, "free of id %llu refused",
                   static_cast<unsigned long long>(op.id));
-        offsets.erase(it);
+        offsets[op.id] = kNotLive;
       }
     } else if (op.kind == OpKind::kPurge) {
       space.purge();
@@ -104,6 +190,7 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
       const Allocation a = space.vmalloc(op.size, op.align);
       if (a.ok()) {
         offsets[op.id] = a.offset;
+        features.placed(std::max(peak, space.stats().live_reserved_bytes / kPageSize), a.offset / kPageSize + need);
       } else if (a.failure == FailureKind::kVirtualFragmentation || a.failure == FailureKind::kNoVirtualSpace) {
         ++run.failures;
         const std::uint64_t live = space.stats().live_reserved_bytes / kPageSize;
@@ -122,7 +209,8 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
         // Knuth/Robson: where the conditions hold, first fit cannot fail this early. On a reused
         // space, confirm on a fresh one first so the abort reproduces from the input alone.
         if (f.bound_applies && !(f.severity > f.floor) && fresh == nullptr) {
-          for (const auto& [id, offset] : offsets) (void)space.vfree_offset(offset);
+          for (const std::uint64_t offset : offsets)
+            if (offset != kNotLive) (void)space.vfree_offset(offset);
           space.purge();
           reuse->space_.reset();
           return run_hunt(input, counters, nullptr);
@@ -135,11 +223,13 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
     }
     const VirtualSpaceStats s = space.stats();
     peak = std::max(peak, s.live_reserved_bytes / kPageSize);
-    features.state(s, h.region_bytes);
+    features.state(peak, s);
   }
+  features.finish();
   if (fresh == nullptr) {  // leave the reused space as a fresh one: everything free
-    for (const auto& [id, offset] : offsets)
-      VMF_CHECK(space.vfree_offset(offset) == FreeStatus::kOk, "hunt: cannot free a live area at the end");
+    for (const std::uint64_t offset : offsets)
+      VMF_CHECK(offset == kNotLive || space.vfree_offset(offset) == FreeStatus::kOk,
+                "hunt: cannot free a live area at the end");
     space.purge();
     const VirtualSpaceStats s = space.stats();
     VMF_CHECK(s.free_extents == 1 && s.free_bytes == h.region_bytes, "hunt: the reused space is not empty after a run");

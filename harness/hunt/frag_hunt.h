@@ -29,6 +29,7 @@
 #include <map>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "allocator/core/failure.h"
 #include "harness/decode/op_decoder.h"
@@ -53,12 +54,15 @@ struct HuntFinding {
 };
 
 // The counters the hunt writes (the target owns the array, in libFuzzer's extra-counters section).
-// Layout, all presence flags (set to 1):
-//   [0, 256)    free extents (min 31) × 8 buckets of largest-free / free, after each op
-//   [256, 320)  64 buckets of live need / region, after each op
-//   [320, 448)  128 buckets of severity at each failure (the ladder: each new lowest bucket is new)
-//   [448, 704)  failing need in pages (16) × 16 buckets of severity
-inline constexpr std::size_t kHuntCounterCount = 1024;
+// Layout, all presence flags (set to 1), each marked as a frontier (see Features in frag_hunt.cpp):
+//   [0, 512)    peak live need (16 buckets) × the smallest largest-free extent seen at that peak or
+//               below (32 buckets: pages 0-15 exactly, then 15-page steps), all cells above it
+//   [512, 640)  the failure ladder: 128 severity buckets, all from the lowest failure's up
+//   [640, 704)  64 buckets of live need / region, after each op
+//   [704, 960)  failing need in pages (16) × 16 severity buckets, the ladder per need
+//   [1024, 1536) peak live need (16 buckets) × the highest end of an area placed at that peak or
+//               below (32 buckets of region/32), all cells up to it
+inline constexpr std::size_t kHuntCounterCount = 1536;
 
 struct HuntRun {
   std::uint64_t ops = 0;
@@ -81,6 +85,7 @@ class HuntSpace {
   friend HuntRun run_hunt(const DecodedInput&, std::span<std::uint8_t>, HuntSpace*);
   std::unique_ptr<VirtualSpace> space_;
   TraceHeader header_;
+  std::vector<std::uint64_t> offsets_;  // run_hunt's live id -> offset table, kept for its capacity
 };
 
 // Runs `input` (only a, f and p ops; others are a precondition violation, VMF_CHECK) on a fresh

@@ -1,38 +1,44 @@
 """`vmfrag fuzz TARGET`: builds the fuzz flavour and runs one libFuzzer target for a time budget.
 
-Keeps what the run found under the results directory (default results/fuzz/<target>/):
+Writes, under the results directory OUT (default results/fuzz/<target>/), in the results layer's
+formats (reports/README.md; fuzz_records.py builds the documents, results.writing writes them):
 
-  corpus/     the working corpus (seeded from corpus/<name>/ when empty; the source tree is only read)
-  crashes/    libFuzzer's crash/leak/timeout artifacts, each beside its decoded `.vmtrace`
-  findings/   fuzz_frag_hunt's findings (vmtrace, the severity ladder) and, for the best one,
-              `<name>.min.vmtrace` (minimised keeping its kind at or below its severity) with the
-              failure kind `vmfrag replay --json` reports for it
-  stats.json  libFuzzer's final stats and the summary below
+  <target>.stats.json        vmfrag-fuzz-stats: execs, execs/s, corpus, features, and a history from
+                             libFuzzer's status lines (timestamped as they arrive)
+  findings/<id>.vmtrace+json vmfrag-finding: fuzz_frag_hunt's findings, minimised (keeping their kind at
+                             or below their severity), deduplicated by the minimised finding's signature
+                             (harness/hunt/frag_hunt.h), with the replay's address-space map at the failure
+  bugs/<id>.json             vmfrag-bug per distinct crash (deduplicated by kind + top frames), with
+                             <id>.vmtrace (the decoded input) and <id>.input (the raw one)
+  libfuzzer.log              libFuzzer's output
+  crashes/ ladder/ corpus/   libFuzzer's raw artifacts, the hunt's unminimised findings, and the
+                             working corpus (default; `corpus=` puts it elsewhere). The report skips them.
 
-and prints a one-screen summary. J > 1 jobs use libFuzzer's -fork=J. Until the CLI is wired
-(`scripts/vmfrag fuzz`), run it as `PYTHONPATH=scripts python3 -m vmfrag_jobs.fuzz_job TARGET ...`.
+and prints a one-screen summary. J > 1 jobs use libFuzzer's -fork=J.
 """
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from . import bootstrap, build, paths
+from . import bootstrap, build, fuzz_records, paths
 from .arguments import bounded_int
+from .results import provenance as provenance_module
+from .results import schemas
+from .results.writing import RunManifest, now_iso, write_result
 
 TARGETS = {"fuzz_trace_parser": "trace_parser", "fuzz_frag_hunt": "frag_hunt", "fuzz_ops": "ops"}
-MAX_LEN = {"fuzz_trace_parser": 4096, "fuzz_frag_hunt": 1536, "fuzz_ops": 1024}
-STAT_LINE = re.compile(r"^stat::(\w+):\s+(\S+)")
-# libFuzzer's status lines: "#123456	NEW    cov: 321 ft: 654 corp: 12/3456b ... exec/s: 7890 rss: 45Mb"
-STATUS_LINE = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+) corp: (\d+)/\S+")
-EXEC_RATE = re.compile(r"exec/s: (\d+)")
-HUNT_LINE = re.compile(r"vmfrag-hunt: best (\S+) kind (\S+) execs (\d+) ops (\d+) cpu (\S+)")
-FAILURE_KIND = re.compile(r"^# finding: (\S+) at op")
+# Accepted by run() for the tests, not offered on the command line: fuzz_ops on the allocator with
+# the planted coalescing bug (meson option planted_bug_test).
+TEST_TARGETS = {"fuzz_ops_planted": "ops"}
+MAX_LEN = {"fuzz_trace_parser": 4096, "fuzz_frag_hunt": 1536, "fuzz_ops": 1024, "fuzz_ops_planted": 256}
+# Findings minimised per run and kind, lowest severity first (each minimisation replays the trace
+# a few hundred times: about a second).
+MINIMISED_PER_KIND = 4
 
 
 def fuzz_binary(target):
@@ -45,29 +51,15 @@ def release_tool(*parts):
 
 def parse_libfuzzer_log(text):
     """Final stats (stat:: lines), the last status line, and the hunt's best-severity lines."""
-    stats, last, hunt = {}, None, []
+    last = None
     for line in text.splitlines():
-        m = STAT_LINE.match(line)
-        if m:
-            value = m.group(2)
-            stats[m.group(1)] = float(value) if "." in value else int(value)
-            continue
-        m = STATUS_LINE.match(line)
-        if m:
-            rate = EXEC_RATE.search(line)
-            last = {"execs": int(m.group(1)), "event": m.group(2), "cov": int(m.group(3)), "ft": int(m.group(4)),
-                    "corpus": int(m.group(5)), "exec_per_sec": int(rate.group(1)) if rate else None}
-            continue
-        m = HUNT_LINE.search(line)
-        if m:
-            hunt.append({"best": float(m.group(1)), "kind": m.group(2), "execs": int(m.group(3)),
-                         "ops": int(m.group(4)), "cpu": float(m.group(5))})
-    return stats, last, hunt
+        last = fuzz_records.parse_status(line) or last
+    return fuzz_records.parse_final_stats(text), last, fuzz_records.parse_hunt_progress(text)
 
 
 def decode_to_trace(target, src, dst):
     """Writes the vmtrace the target runs for input `src`. True on success."""
-    name = TARGETS[target]
+    name = {**TARGETS, **TEST_TARGETS}[target]
     if name == "trace_parser":  # the input is a trace (or text that failed to be one)
         shutil.copyfile(src, dst)
         return True
@@ -76,48 +68,135 @@ def decode_to_trace(target, src, dst):
     return r.returncode == 0
 
 
-def replay_kind(trace):
-    """The first failure kind `vmfrag replay --json` reports for a trace, or None."""
+def replay_json(trace):
+    """`vmfrag replay TRACE --json` parsed, or None."""
     r = subprocess.run([str(release_tool("harness", "cli", "vmfrag")), "replay", str(trace), "--json"],
                        capture_output=True, text=True)
     if r.returncode != 0:
         return None
-    failures = json.loads(r.stdout)["failures"]
+    return json.loads(r.stdout)
+
+
+def replay_kind(trace):
+    """The last failure kind `vmfrag replay --json` reports for a trace, or None."""
+    doc = replay_json(trace)
+    failures = doc["failures"] if doc else []
     return failures[-1]["kind"] if failures else None
 
 
-def minimize_best(findings_dir):
-    """Minimises the lowest-severity finding; returns a dict describing it, or None."""
-    files = sorted(findings_dir.glob("finding-*.vmtrace"),
-                   key=lambda p: (float(p.name.split("-")[-2]), p.name))
-    if not files:
-        return None
-    best = files[0]
-    kind = next((m.group(1) for m in map(FAILURE_KIND.match, best.read_text().splitlines()) if m), None)
-    out = best.with_suffix(".min.vmtrace")
-    # Keeps a failure of the finding's kind at or below its severity (the predicate minimiser).
-    r = subprocess.run([str(release_tool("harness", "vmfrag-fuzz-input")), "minimize", "frag_hunt", str(best),
-                        "-o", str(out)], capture_output=True, text=True)
-    info = {"finding": best.name, "kind": kind, "minimized": None, "replayed_kind": None}
-    if r.returncode == 0 and out.exists():
-        info["minimized"] = out.name
-        info["minimized_ops"] = sum(1 for ln in out.read_text().splitlines() if ln[:2] in ("a ", "f ", "p"))
-        info["replayed_kind"] = replay_kind(out)
-    return info
+def _ladder_severity(path):
+    comment = fuzz_records.finding_comment(path.read_text())
+    return comment["severity"] if comment else float("inf")
+
+
+def write_findings(target, ladder, findings, prov, log):
+    """Minimises the best ladder findings of each kind and writes the distinct ones as vmfrag-finding
+    records; returns [(id, document)] of what this run wrote, best first."""
+    by_kind = {}
+    for p in sorted(ladder.glob("finding-*.vmtrace"), key=lambda p: (_ladder_severity(p), p.name)):
+        comment = fuzz_records.finding_comment(p.read_text())
+        # no-virtual-space (the region was simply full) is no fragmentation finding
+        if comment and comment["kind"] in schemas.FINDING_KINDS:
+            by_kind.setdefault(comment["kind"], []).append(p)
+    written, seen = [], set()
+    tmp = findings / ".minimising.vmtrace"
+    try:
+        for kind, paths_of_kind in sorted(by_kind.items()):
+            for src in paths_of_kind[:MINIMISED_PER_KIND]:
+                r = subprocess.run([str(release_tool("harness", "vmfrag-fuzz-input")), "minimize", "frag_hunt", str(src),
+                                    "-o", str(tmp)], capture_output=True, text=True)
+                if r.returncode != 0 or not tmp.exists():
+                    log(f"vmfrag: cannot minimise {src.name}: {r.stderr.strip()}")
+                    continue
+                text = tmp.read_text()
+                comment = fuzz_records.finding_comment(text)
+                replay = replay_json(tmp)
+                if comment is None or replay is None or comment["signature"] in seen:
+                    continue
+                seen.add(comment["signature"])
+                fid = fuzz_records.finding_id(target, comment["signature"])
+                sidecar = findings / f"{fid}.json"
+                doc = fuzz_records.finding_record(target, comment, replay, f"{fid}.vmtrace",
+                                                  fuzz_records.count_ops(src.read_text()), fuzz_records.count_ops(text),
+                                                  now_iso(), prov)
+                doc["replay_command"] = f"scripts/vmfrag replay {findings / (fid + '.vmtrace')} --json"
+                doc["replayed_kind"] = (replay.get("failures") or [{}])[-1].get("kind")
+                doc["unminimised_trace"] = str(src)
+                os.replace(tmp, findings / f"{fid}.vmtrace")
+                write_result(sidecar, doc)
+                written.append((fid, doc))
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return sorted(written, key=lambda w: w[1]["severity"])
+
+
+def crash_report(target, artifact, reports):
+    """The report libFuzzer printed for an artifact or, when the log has none (-fork keeps the
+    children's logs), the report of running the target on it once."""
+    for path, text in reports.items():
+        if Path(path).name == artifact.name:
+            return text
+    r = subprocess.run([str(fuzz_binary(target)), "-timeout=25", "-rss_limit_mb=2560", str(artifact)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", timeout=300,
+                       env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
+    return r.stdout
+
+
+def write_bugs(target, crashes, bugs, log_text, prov):
+    """One vmfrag-bug record per distinct crash (same kind and top frames: one bug); returns [(id, document)]."""
+    reports = fuzz_records.crash_reports(log_text)
+    written = {}
+    for artifact in sorted(p for p in crashes.iterdir() if p.is_file() and not p.name.endswith(".vmtrace")):
+        report = crash_report(target, artifact, reports)
+        probe = fuzz_records.bug_record(target, report, None, None, None, prov)
+        bid = probe["id"]
+        if bid in written:
+            written[bid]["occurrences"] += 1
+            continue
+        shutil.copyfile(artifact, bugs / f"{bid}.input")
+        decoded = decode_to_trace(target, artifact, bugs / f"{bid}.vmtrace")
+        repro = f"{bid}.vmtrace" if decoded else f"{bid}.input"
+        command = f"{fuzz_binary(target).relative_to(paths.REPO)} {bugs / (bid + '.input')}"
+        doc = fuzz_records.bug_record(target, report, repro, command, now_iso(), prov)
+        doc.update(occurrences=1, artifact=artifact.name)
+        written[bid] = doc
+    for bid, doc in written.items():
+        write_result(bugs / f"{bid}.json", doc)
+    return list(written.items())
+
+
+def run_libfuzzer(cmd, env, log_path):
+    """Runs libFuzzer, teeing its output to log_path; returns (exit code, wall seconds, history, text)."""
+    started = time.monotonic()
+    history, text = [], []
+    with open(log_path, "w", encoding="utf-8") as log_file, subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        for line in proc.stdout:
+            log_file.write(line)
+            text.append(line)
+            status = fuzz_records.parse_status(line)
+            if status:
+                history.append(dict(status, seconds=round(time.monotonic() - started, 3)))
+        code = proc.wait()
+    return code, time.monotonic() - started, history, "".join(text)
 
 
 def run(target, seconds=60, jobs=1, corpus=None, out=None, runs=None, seed=None, features=True,
         max_len=None, do_build=True, log=print):
-    if target not in TARGETS:
+    """Runs `target` for `seconds` (or `runs` inputs) and writes its results into `out` (see the
+    module comment); returns the summary dict that summary_text() prints."""
+    names = {**TARGETS, **TEST_TARGETS}
+    if target not in names:
         raise ValueError(f"unknown target {target!r} (one of {', '.join(TARGETS)})")
-    name = TARGETS[target]
+    name = names[target]
     if do_build:
         build.build(build.FLAVOURS["fuzz"], log=log)
         build.build(build.FLAVOURS["release"], log=log)
     out = Path(out) if out else paths.RESULTS / "fuzz" / target
     work = Path(corpus) if corpus else out / "corpus"
-    crashes, findings = out / "crashes", out / "findings"
-    for d in (work, crashes, findings):
+    crashes, ladder, findings, bugs = out / "crashes", out / "ladder", out / "findings", out / "bugs"
+    for d in (work, crashes, ladder, findings, bugs):
         d.mkdir(parents=True, exist_ok=True)
     seeds = paths.REPO / "corpus" / name
     cmd = [str(fuzz_binary(target)), f"-max_total_time={seconds}", "-print_final_stats=1",
@@ -129,31 +208,37 @@ def run(target, seconds=60, jobs=1, corpus=None, out=None, runs=None, seed=None,
         cmd.append(f"-seed={seed}")
     if jobs > 1:
         cmd.append(f"-fork={jobs}")
-    cmd += [str(work), str(seeds)]
-    env = dict(os.environ, VMFRAG_FINDINGS_DIR=str(findings), VMFRAG_HUNT_PROGRESS="1",
+    cmd += [str(work)] + ([str(seeds)] if target not in TEST_TARGETS else [])
+    env = dict(os.environ, VMFRAG_FINDINGS_DIR=str(ladder), VMFRAG_HUNT_PROGRESS="1",
                VMFRAG_HUNT_FEATURES="1" if features else "0")
+    options = {"target": target, "seconds": seconds, "jobs": jobs, "runs": runs, "seed": seed, "features": features,
+               "max_len": max_len or MAX_LEN[target]}
+    prov = provenance_module.provenance("fuzz", options)
     log(f"vmfrag: fuzzing {target} for {seconds}s ({jobs} job{'s' if jobs > 1 else ''}) -> {out}")
-    started = time.monotonic()
-    r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-    wall = time.monotonic() - started
-    (out / "libfuzzer.log").write_text(r.stdout)
-    stats, last, hunt = parse_libfuzzer_log(r.stdout)
-    crash_files = sorted(p for p in crashes.iterdir() if p.is_file() and not p.name.endswith(".vmtrace"))
-    for c in crash_files:
-        decode_to_trace(target, c, c.with_name(c.name + ".vmtrace"))
-    finding_files = sorted(findings.glob("finding-*.vmtrace"))
-    best = minimize_best(findings) if finding_files and not any(p.name.endswith(".min.vmtrace") for p in finding_files) \
-        else None
+    code, wall, history, text = run_libfuzzer(cmd, env, out / "libfuzzer.log")
+    stats, last, hunt = parse_libfuzzer_log(text)
+    bug_docs = write_bugs(target, crashes, bugs, text, prov)
+    finding_docs = write_findings(target, ladder, findings, prov, log) if name == "frag_hunt" else []
+    corpus_size = sum(1 for p in work.iterdir() if p.is_file())
+    best = finding_docs[0][1] if finding_docs else None
     summary = {
         "target": target, "seconds": seconds, "jobs": jobs, "wall_seconds": round(wall, 3),
-        "exit_code": r.returncode, "command": cmd, "final_stats": stats, "last_status": last,
-        "corpus_size": sum(1 for p in work.iterdir() if p.is_file()),
-        "crashes": [c.name for c in crash_files],
-        "findings": [p.name for p in finding_files if not p.name.endswith(".min.vmtrace")],
+        "exit_code": code, "command": cmd, "final_stats": stats, "last_status": last,
+        "corpus_size": corpus_size,
+        "crashes": sorted(p.name for p in crashes.iterdir() if p.is_file() and not p.name.endswith(".vmtrace")),
+        "bugs": [bid for bid, _ in bug_docs],
+        "findings": [fid for fid, _ in finding_docs],
         "best_severity": hunt[-1]["best"] if hunt else None,
-        "best_finding": best,
+        "best_finding": None if best is None else {
+            "id": best["id"], "kind": best["kind"], "severity": best["severity"],
+            "minimized_ops": best["ops_after_minimisation"], "replayed_kind": best["replayed_kind"]},
     }
-    (out / "stats.json").write_text(json.dumps(summary, indent=2) + "\n")
+    stats_doc = fuzz_records.fuzz_stats(
+        target, wall, history, stats, corpus_size, len(finding_docs), len(bug_docs), jobs, prov,
+        exit_code=code, command=cmd, libfuzzer_final_stats=stats, best_severity=summary["best_severity"],
+        hunt_progress=hunt, bug_ids=summary["bugs"], finding_ids=summary["findings"])
+    summary["stats_file"] = str(out / f"{target}.stats.json")
+    write_result(out / f"{target}.stats.json", stats_doc)
     log(summary_text(summary))
     return summary
 
@@ -163,13 +248,14 @@ def summary_text(s):
     rate = s["final_stats"].get("average_exec_per_sec") or (s["last_status"] or {}).get("exec_per_sec")
     lines = [f"vmfrag fuzz {s['target']}: {s['wall_seconds']:.0f}s, {execs} execs ({rate}/s), corpus {s['corpus_size']}, "
              f"exit {s['exit_code']}",
-             f"  crashes: {len(s['crashes'])}" + (f" ({', '.join(s['crashes'][:3])})" if s["crashes"] else "")]
-    if s["target"] == "fuzz_frag_hunt":
+             f"  bugs: {len(s['bugs'])}" + (f" ({', '.join(s['bugs'][:3])})" if s["bugs"] else "")
+             + f" from {len(s['crashes'])} crash artifact(s)"]
+    if s["findings"] or s["best_severity"] is not None:
         lines.append(f"  findings: {len(s['findings'])}, best severity {s['best_severity']}")
         b = s["best_finding"]
         if b:
-            lines.append(f"  best finding {b['finding']}: {b['kind']}; minimised to {b.get('minimized_ops')} ops, "
-                         f"replays as {b['replayed_kind']}")
+            lines.append(f"  best finding {b['id']}: {b['kind']} severity {b['severity']:.4f}; minimised to "
+                         f"{b['minimized_ops']} ops, replays as {b['replayed_kind']}")
     return "\n".join(lines)
 
 
@@ -195,13 +281,24 @@ def parser():
 
 def main_with(a):
     bootstrap.ensure_packages()
+    out = Path(a.out) if a.out else paths.RESULTS / "fuzz" / a.target
+    # On its own, `vmfrag fuzz` is an adhoc job: its directory gets a run manifest, so that
+    # `vmfrag report OUT` knows the run (ci and nightly call run() inside their own manifest).
+    manifest = RunManifest(out, "adhoc", flavour="fuzz", options={"target": a.target, "seconds": a.seconds,
+                                                                  "jobs": a.jobs, "runs": a.runs, "seed": a.seed},
+                           steps=["fuzz"], command=["vmfrag", "fuzz", *sys.argv[1:]])
     try:
-        s = run(a.target, a.seconds, a.jobs, a.corpus, a.out, a.runs, a.seed, not a.no_features, do_build=not a.no_build)
+        with manifest.step("fuzz") as step:
+            s = run(a.target, a.seconds, a.jobs, a.corpus, out, a.runs, a.seed, not a.no_features,
+                    do_build=not a.no_build)
+            step.outputs.append(f"{a.target}.stats.json")
     except build.BuildError as e:
+        manifest.finish(1)
         print(f"vmfrag: error: {e}", file=sys.stderr)
         return 1
+    manifest.finish(1 if s["bugs"] else 0)
     # A crash is a job failure; findings are results.
-    return 1 if s["crashes"] else 0
+    return 1 if s["bugs"] else 0
 
 
 def main(argv):

@@ -30,7 +30,6 @@ Until the CLI is wired (`scripts/vmfrag hunt-eval`): `PYTHONPATH=scripts python3
 """
 import argparse
 import concurrent.futures
-import json
 import math
 import os
 import re
@@ -40,12 +39,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import bootstrap, build, paths
+from . import bootstrap, build, fuzz_records, paths
 from .arguments import bounded_float, bounded_int
+from .results import provenance as provenance_module
+from .results.writing import RunManifest, write_result
 
 ARMS = ("features", "no_features", "blind")
 FLOOR_M16 = math.log(2) / sum(1 / i for i in range(1, 17))
-HUNT_LINE = re.compile(r"vmfrag-hunt: best (\S+) kind (\S+) execs (\d+) ops (\d+) cpu (\S+)")
 STATUS_LINE = re.compile(r"^#(\d+)\s")
 BLIND_LINE = re.compile(r"vmfrag-blind-hunt: traces (\d+) ops (\d+) best \S+ cpu (\S+)")
 MIN_TRIALS = 10
@@ -57,13 +57,7 @@ def fuzz_build_dir():
 
 def trajectory(text):
     """The `vmfrag-hunt: best ...` lines as dicts, in order."""
-    out = []
-    for line in text.splitlines():
-        m = HUNT_LINE.search(line)
-        if m:
-            out.append({"best": float(m.group(1)), "kind": m.group(2), "execs": int(m.group(3)),
-                        "ops": int(m.group(4)), "cpu": float(m.group(5))})
-    return out
+    return fuzz_records.parse_hunt_progress(text)
 
 
 def run_trial(arm, trial, seed, cpu_seconds, workdir, threshold, max_len=1536, seed_corpus=False):
@@ -214,6 +208,37 @@ def table(result):
     return "\n".join(lines)
 
 
+ARM_DESCRIPTIONS = {
+    "features": "fuzz_frag_hunt with its state features (extra counters), from an empty corpus",
+    "no_features": "the same binary and seeds with VMFRAG_HUNT_FEATURES=0 (code coverage only)",
+    "blind": "vmfrag-blind-hunt: seeded random traces of 1,500 ops, 45 % frees",
+}
+
+
+def document(records, trials, cpu_seconds, threshold, seed_base, seed_corpus, provenance):
+    """The vmfrag-hunt-eval v1 document (reports/README.md): config, threshold, the CPU seconds per
+    trial and, per arm, its trials in the results layer's fields; the full trial records and this
+    module's statistics ride along (`trials`, `statistics`)."""
+    arms = []
+    for arm in ARMS:
+        rs = [t for t in records if t["arm"] == arm]
+        if not rs:
+            continue
+        arms.append({"name": arm, "description": ARM_DESCRIPTIONS[arm], "trials": [
+            {"seed": t["seed"], "best_severity": t["best_severity"], "seconds_to_threshold": t["cpu_to_threshold"],
+             "ops_to_threshold": t["ops_to_threshold"], "corpus_size": t.get("corpus_size"),
+             "kept_by_state_features": (t["corpus_size"] - t["kept_without_features"]
+                                        if t.get("kept_without_features") is not None else None),
+             "execs": t["execs"]} for t in rs]})
+    return {"format": "vmfrag-hunt-eval", "version": 1, "threshold": threshold, "seconds_per_trial": cpu_seconds,
+            "seconds_are": "CPU seconds (RLIMIT_CPU)", "trials_per_arm": trials, "cpu_seconds": cpu_seconds,
+            "seed_base": seed_base, "seed_corpus": seed_corpus,
+            "config": {"floor": FLOOR_M16, "region_bytes": 1 << 20, "guard_pages": 1, "lazy_pages": 0,
+                       "max_request_pages": 15, "align": 4096, "m": 16,
+                       "region": "1M", "guard": 1, "lazy": 0, "pages": [1, 15]},
+            "arms": arms, "trials": records, "statistics": statistics(records, threshold), "provenance": provenance}
+
+
 def run(trials=10, cpu_seconds=600, out=None, threshold=0.6, seed_base=1, parallel=1, arms=ARMS,
         do_build=True, log=print, seed_corpus=False):
     if do_build:
@@ -233,11 +258,11 @@ def run(trials=10, cpu_seconds=600, out=None, threshold=0.6, seed_base=1, parall
             log(f"  {rec['arm']:<12} trial {rec['trial']:>2} seed {rec['seed']}: best {fmt(rec['best_severity'])} "
                 f"({'reached' if rec['reached'] else 'censored'}) cpu {rec['cpu_used']}s")
     records.sort(key=lambda r: (ARMS.index(r["arm"]), r["trial"]))
-    result = {"format": "vmfrag-hunt-eval", "version": 1, "trials_per_arm": trials, "cpu_seconds": cpu_seconds,
-              "seed_base": seed_base, "seed_corpus": seed_corpus, "config": {"region": "1M", "guard": 1, "lazy": 0, "align": 4096,
-                                                 "pages": [1, 15], "m": 16},
-              "trials": records, "statistics": statistics(records, threshold)}
-    (out / "hunt-eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    options = {"trials": trials, "cpu_seconds": cpu_seconds, "threshold": threshold, "seed_base": seed_base,
+               "parallel": parallel, "arms": list(arms), "seed_corpus": seed_corpus}
+    result = document(records, trials, cpu_seconds, threshold, seed_base, seed_corpus,
+                      provenance_module.provenance("fuzz", options))
+    write_result(out / "hunt-eval.json", result)
     text = table(result)
     (out / "hunt-eval.txt").write_text(text + "\n")
     shutil.rmtree(scratch, ignore_errors=True)
@@ -273,12 +298,22 @@ def main_with(a):
         print(f"vmfrag: error: --arms takes a comma-separated subset of {','.join(ARMS)}", file=sys.stderr)
         return 2
     bootstrap.ensure_packages()
+    out = Path(a.out) if a.out else paths.RESULTS / "hunt-eval"
+    # On its own, an adhoc job with a run manifest, so that `vmfrag report OUT` knows the run
+    # (nightly calls run() inside its own).
+    manifest = RunManifest(out, "adhoc", flavour="fuzz", options={"trials": a.trials, "seconds": a.seconds,
+                                                                  "threshold": a.threshold, "arms": list(arms)},
+                           steps=["hunt-eval"], command=["vmfrag", "hunt-eval", *sys.argv[1:]])
     try:
-        run(a.trials, a.seconds, a.out, a.threshold, a.seed_base, a.parallel, arms, do_build=not a.no_build,
-            seed_corpus=a.seed_corpus)
+        with manifest.step("hunt-eval") as step:
+            run(a.trials, a.seconds, out, a.threshold, a.seed_base, a.parallel, arms, do_build=not a.no_build,
+                seed_corpus=a.seed_corpus)
+            step.outputs.append("hunt-eval.json")
     except build.BuildError as e:
+        manifest.finish(1)
         print(f"vmfrag: error: {e}", file=sys.stderr)
         return 1
+    manifest.finish(0)
     return 0
 
 
