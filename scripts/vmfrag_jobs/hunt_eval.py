@@ -323,29 +323,3 @@ def main(argv):
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
-
-
-ARM_DESCRIPTIONS = {"features": "fuzz_frag_hunt with its IJON-style state features",
-                    "no_features": "fuzz_frag_hunt, code coverage only (VMFRAG_HUNT_FEATURES=0)",
-                    "blind": "vmfrag-blind-hunt: seeded random traces of 1,500 ops"}
-
-
-def evaluation_document(trials, cpu_seconds, threshold, provenance):
-    """The results layer's vmfrag-hunt-eval v1 document (reports/README.md) from run_trial records:
-    the report computes the statistics from the trials, so shards' documents merge."""
-    arms = []
-    for arm in ARMS:
-        rs = sorted((t for t in trials if t["arm"] == arm), key=lambda t: t["trial"])
-        if not rs:
-            continue
-        arms.append({"name": arm, "description": ARM_DESCRIPTIONS[arm], "trials": [
-            {"seed": t["seed"], "best_severity": t["best_severity"], "seconds_to_threshold": t["cpu_to_threshold"],
-             "ops_to_threshold": t["ops_to_threshold"], "execs": t["execs"], "censored": t["censored"],
-             "corpus_size": t.get("corpus_size"),
-             "kept_by_state_features": (t["corpus_size"] - t["kept_without_features"])
-             if t.get("kept_without_features") is not None and t.get("corpus_size") is not None else None}
-            for t in rs]})
-    return {"format": "vmfrag-hunt-eval", "version": 1, "provenance": provenance,
-            "config": {"region_bytes": 1 << 20, "guard_pages": 1, "lazy_pages": 0, "max_request_pages": 16,
-                       "floor": FLOOR_M16},
-            "threshold": threshold, "seconds_per_trial": cpu_seconds, "arms": arms}

@@ -320,6 +320,10 @@ def run(args):
         print(f"vmfrag: error: {e}", file=sys.stderr)  # setup, not a result: exit 2
         return 2
     if resumed:
+        # A writer killed mid-file leaves its temporary file (write_atomically: .<name>.<random>.tmp);
+        # the file it was writing is either whole or absent, so the temporary is only litter.
+        for tmp in out.rglob(".*.tmp"):
+            tmp.unlink()
         plan = json.loads((out / "plan.json").read_text())
         shard = (plan["shard_index"], plan["shard_count"])
         budget = budget_seconds(args) if (args.hours or args.seconds) else plan["budget_seconds"]
@@ -427,6 +431,7 @@ def write_hunt_eval(out, plan, prov):
     if not trials:
         return False
     trials.sort(key=lambda r: (hunt_eval.ARMS.index(r["arm"]), r["trial"]))
-    doc = hunt_eval.evaluation_document(trials, plan["hunt_trial"], HUNT_THRESHOLD, prov)
+    doc = hunt_eval.document(trials, plan["rounds"], plan["hunt_trial"], HUNT_THRESHOLD, seed_base=1,
+                             seed_corpus=False, provenance=prov)
     write_atomically(out / "hunt-eval.json", json.dumps(doc, indent=2) + "\n")
     return True
