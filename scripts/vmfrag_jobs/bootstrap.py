@@ -27,7 +27,7 @@ def progress(message):
 # themselves are never installed: kernel_job.py fetches them with apt-get download.
 PACKAGES = [
     "meson", "ninja-build", "pkg-config", "g++", "clang", "libclang-rt-14-dev",
-    "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "nlohmann-json3-dev", "libcli11-dev",
+    "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "libabsl-dev", "nlohmann-json3-dev", "libcli11-dev",
     "python3-pytest", "python3-jinja2", "python3-rich",
     "libbenchmark-tools", "python3-scipy", "python3-numpy",
     "qemu-system-x86", "busybox-static", "cpio", "make", "gcc-12", "dwarves", "libelf1", "libssl3",
