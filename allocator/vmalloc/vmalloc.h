@@ -166,11 +166,17 @@ class Vmalloc {
   void purge();  // VirtualSpace::purge, then the purged ranges become plain reservation again
 
   [[nodiscard]] VmallocStats stats() const;
-  // VirtualSpace::check and PhysicalMemory::check, then: every area's pfns are allocated, owned by
-  // exactly that area and disjoint from kmalloc blocks; pages accounted = buddy allocated pages;
-  // in memfd mode a sampled word written through each of up to 16 areas reads back through the
-  // direct map at its pfn (and is restored). "" or the first broken invariant.
-  [[nodiscard]] std::string check() const;
+  // VirtualSpace::check and PhysicalMemory::check at the same depth, then: every area's pfns are
+  // allocated, owned by exactly that area and disjoint from kmalloc blocks; pages accounted =
+  // buddy allocated pages; mapped pages, mappings, vm_map_ram blocks and live areas agree with
+  // their counters. "" or the first broken invariant.
+  //   kStructure: all of that, and nothing that issues a system call or writes through a mapping
+  //               (the level for a check after every operation, as the fuzz targets do).
+  //   kFull:      also the probes: the address space's fit probes, the physical memory's aliasing
+  //               probe through a second mapping, and, in memfd mode, a sampled word written
+  //               through each of up to 16 areas read back through the direct map at its pfn (and
+  //               restored).
+  [[nodiscard]] std::string check(CheckDepth depth = CheckDepth::kFull) const;
   [[nodiscard]] std::vector<std::string> misuse_log() const;
 
   [[nodiscard]] VirtualSpace& space() { return *space_; }
