@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "allocator/core/check_depth.h"
 #include "allocator/core/failure.h"
 #include "allocator/os/os.h"
 #include "allocator/phys/buddy_allocator.h"
@@ -125,14 +126,15 @@ class PhysicalMemory {
   // unusable-free indices per order: one consistent snapshot. O(kMaxOrder^2).
   [[nodiscard]] BuddyStats stats() const;
 
-  // Verifies, under the lock: BuddyAllocator::validate(); then, for the lowest free block of each
+  // Verifies, under the lock: BuddyAllocator::validate() (all that kStructure does: O(N), no
+  // system call); then, with kFull, for the lowest free block of each
   // order that has one (at most 11 pages), that the direct map and a second, independent mapping
   // of the same file page (map_shared at a kernel-chosen address) alias: a word written through
   // one is read back through the other, in both directions. The two words are restored and the
   // second mapping removed afterwards, so only the kernel's residency of the sampled pages changes
   // (first touch allocates them). Returns "" or the first problem, including an OS call failing
   // (with its errno). Cost: O(N) plus two system calls per sample.
-  [[nodiscard]] std::string check() const;
+  [[nodiscard]] std::string check(CheckDepth depth = CheckDepth::kFull) const;
 
  private:
   PhysicalMemory(OsInterface& os, PageAllocFaults* faults, std::uint64_t bytes, int fd, void* direct_map);

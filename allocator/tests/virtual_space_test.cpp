@@ -251,6 +251,53 @@ TEST(VirtualSpace, MisuseIsReportedAndChangesNothing) {
   (void)a;
 }
 
+// Misuse is classified without an ordered index of areas, by walking the areas laid end to end
+// from the free extent below the address (or from offset 0). Every page of a region filled with
+// areas of mixed sizes, some of them lazily held and some purged back to free space, must get the
+// answer the address map gives: the start of a lazily-held area is a double free, a page inside a
+// live area is interior or guard, anything else (free space, inside a lazily-held area) is not
+// allocated.
+TEST(VirtualSpace, MisuseClassificationMatchesTheAddressMapOnEveryPage) {
+  for (const std::uint64_t seed : seeds_to_run(1, 4)) {
+    SCOPED_TRACE(seed_note(seed));
+    constexpr std::uint64_t kRegion = 256 * P;
+    auto vs = make(kRegion, 1, 1000);
+    std::mt19937_64 rng(seed);
+    std::vector<std::uint64_t> live;
+    for (;;) {
+      const Allocation a = vs->vmalloc((1 + rng() % 4) * P);
+      if (!a.ok()) break;
+      live.push_back(a.offset);
+    }
+    // Lazily free every third area, purge, then lazily free every fifth of the rest: free extents,
+    // lazily-held areas and long runs of live areas with no free extent below them all occur.
+    for (std::size_t i = 0; i < live.size(); i += 3) ASSERT_EQ(vs->vfree_offset(live[i]), FreeStatus::kOk);
+    vs->purge();
+    for (std::size_t i = 1; i < live.size(); i += 5) {
+      if (i % 3 == 0) continue;  // purged above
+      ASSERT_EQ(vs->vfree_offset(live[i]), FreeStatus::kOk);
+    }
+    const std::vector<MapEntry> map = vs->address_map();
+    std::size_t kinds_seen[8] = {};
+    for (const MapEntry& e : map) {
+      for (std::uint64_t offset = e.offset; offset < e.offset + e.bytes; offset += P) {
+        if (e.state == MapEntry::State::kBusy && offset == e.offset) continue;  // that would free it
+        FreeStatus expected = FreeStatus::kNotAllocated;
+        if (e.state == MapEntry::State::kLazy && offset == e.offset) expected = FreeStatus::kAlreadyFreed;
+        if (e.state == MapEntry::State::kBusy)
+          expected = offset >= e.offset + e.bytes - P ? FreeStatus::kInGuard : FreeStatus::kInterior;
+        ASSERT_EQ(vs->vfree_offset(offset), expected) << "offset 0x" << std::hex << offset;
+        ++kinds_seen[static_cast<int>(expected)];
+      }
+    }
+    for (const FreeStatus s : {FreeStatus::kNotAllocated, FreeStatus::kAlreadyFreed, FreeStatus::kInGuard,
+                               FreeStatus::kInterior})
+      EXPECT_GT(kinds_seen[static_cast<int>(s)], 0u) << free_status_name(s);
+    EXPECT_EQ(vs->address_map().size(), map.size());
+    EXPECT_EQ(vs->check(), "");
+  }
+}
+
 TEST(VirtualSpaceDeathTest, StrictModeAbortsOnMisuse) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   VirtualSpaceConfig c;

@@ -13,6 +13,7 @@
 
 #include <sys/resource.h>
 
+#include "allocator/os/fault_injection.h"
 #include "allocator/tests/test_seeds.h"
 #include "allocator/vmalloc/vmalloc.h"
 
@@ -524,6 +525,33 @@ TEST(Vmalloc, RandomMixedOpsKeepEveryInvariant) {
       }
       ASSERT_EQ(vm->check(), "");
     }
+  }
+}
+
+// check(CheckDepth::kStructure) is the level a fuzz target runs after every op: it must agree with
+// kFull on a healthy instance and issue no system call at all, while kFull probes the aliasing
+// through a second mapping (map_shared and unmap of each sampled pfn).
+TEST(Vmalloc, StructureCheckIssuesNoSystemCall) {
+  for (BackingMode mode : {BackingMode::kNone, BackingMode::kAnon, BackingMode::kMemfd}) {
+    SCOPED_TRACE(backing_mode_name(mode));
+    RecordingOs os(linux_os());
+    VmallocConfig c;
+    c.space.region_bytes = 4ull << 20;
+    c.space.lazy_threshold_pages = 8;
+    c.space.os = &os;
+    c.phys_bytes = 4ull << 20;
+    c.backing = mode;
+    auto created = Vmalloc::create(c);
+    ASSERT_NE(created.vm, nullptr) << created.message;
+    Vmalloc& vm = *created.vm;
+    std::vector<void*> areas;
+    for (std::uint64_t i = 1; i <= 12; ++i) areas.push_back(vm.vmalloc(i * P).addr);
+    for (std::size_t i = 0; i < areas.size(); i += 2) ASSERT_EQ(vm.vfree(areas[i]), ReleaseStatus::kOk);
+    const std::size_t calls = os.calls().size();
+    EXPECT_EQ(vm.check(CheckDepth::kStructure), "");
+    EXPECT_EQ(os.calls().size(), calls) << "kStructure issued a system call";
+    EXPECT_EQ(vm.check(CheckDepth::kFull), "");
+    EXPECT_GT(os.calls().size(), calls) << "kFull probed nothing";
   }
 }
 

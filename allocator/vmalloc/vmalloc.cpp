@@ -1,5 +1,6 @@
 #include "allocator/vmalloc/vmalloc.h"
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cinttypes>
@@ -180,7 +181,7 @@ VmallocResult Vmalloc::new_area_locked(AreaKind kind, std::uint64_t size, std::u
   // Huge areas take whole 2 MiB blocks (order 9) or fail, as vm_area_alloc_pages with
   // page_order = PMD_SHIFT - PAGE_SHIFT; the caller falls back to order-0 pages.
   const unsigned order = kind == AreaKind::kHuge ? kHugeOrder : 0;
-  std::map<std::uint64_t, Area>::iterator it;
+  AreaIndex::iterator it;
   try {
     if (owns_pages) {
       pfns.reserve(pages);
@@ -213,6 +214,7 @@ VmallocResult Vmalloc::new_area_locked(AreaKind kind, std::uint64_t size, std::u
     for (std::uint64_t pfn : pfns) unpoison(phys_->pfn_to_virt(pfn), kPage);
   }
   if (owns_pages) owned_pages_ += pages;
+  max_area_pfns_ = std::max<std::uint64_t>(max_area_pfns_, pfns.size());
   it->second.pfns = std::move(pfns);
   it->second.mappings = mappings;
   return VmallocResult{addr, FailureKind::kNone, 0};
@@ -331,7 +333,7 @@ ReleaseStatus Vmalloc::release_area(const void* addr, AreaKind wanted, const cha
   return release_area_locked(it, fn);
 }
 
-ReleaseStatus Vmalloc::release_area_locked(std::map<std::uint64_t, Area>::iterator it, const char* fn) {
+ReleaseStatus Vmalloc::release_area_locked(AreaIndex::iterator it, const char* fn) {
   Area& area = it->second;
   void* const addr = static_cast<char*>(space_->base()) + it->first;
   char* p = static_cast<char*>(addr);
@@ -361,6 +363,14 @@ ReleaseStatus Vmalloc::misuse_locked(ReleaseStatus status, const char* fn, const
   return status;
 }
 
+/*
+ * vmalloc_to_pfn without an ordered index of areas. Areas start on page boundaries and never
+ * overlap, so the only area that can hold addr is the one with the highest start at or below it;
+ * probing the hash map at addr's page, then one page lower, and so on finds that start after d
+ * probes, d = addr's page within the area. An area with p pfns covers only its first p pages, so
+ * once d reaches the most pfns any area has ever had, no area can answer and the probing stops:
+ * O(d) with d bounded by that maximum (0 in backing none, where vmalloc areas own no pages).
+ */
 std::optional<std::uint64_t> Vmalloc::vmalloc_to_pfn(const void* addr) const {
   std::lock_guard lock(mutex_);
   const std::optional<std::uint64_t> offset = region_offset(addr);
@@ -371,12 +381,16 @@ std::optional<std::uint64_t> Vmalloc::vmalloc_to_pfn(const void* addr) const {
     const std::uint64_t page = (*offset - small->first) / kPage;
     if (page < small->second.pfns.size()) return small->second.pfns[page];
   }
-  auto it = areas_.upper_bound(*offset);
-  if (it == areas_.begin()) return std::nullopt;
-  --it;
-  const std::uint64_t page = (*offset - it->first) / kPage;
-  if (page >= it->second.pfns.size()) return std::nullopt;  // none mode: no pages behind vmalloc
-  return it->second.pfns[page];
+  const std::uint64_t page_start = *offset & ~(kPage - 1);
+  const std::uint64_t reach = std::min(max_area_pfns_, page_start / kPage + 1);
+  for (std::uint64_t back = 0; back < reach; ++back) {
+    const auto it = areas_.find(page_start - back * kPage);
+    if (it == areas_.end()) continue;
+    // The nearest area start at or below addr: areas never overlap, so only it can hold addr.
+    if (back >= it->second.pfns.size()) return std::nullopt;  // none mode: no pages behind vmalloc
+    return it->second.pfns[back];
+  }
+  return std::nullopt;
 }
 
 /*
@@ -592,9 +606,9 @@ std::vector<std::string> Vmalloc::misuse_log() const {
   return misuse_log_;
 }
 
-std::string Vmalloc::check() const {
-  if (std::string why = space_->check(); !why.empty()) return "address space: " + why;
-  if (std::string why = phys_->check(); !why.empty()) return "physical memory: " + why;
+std::string Vmalloc::check(CheckDepth depth) const {
+  if (std::string why = space_->check(depth); !why.empty()) return "address space: " + why;
+  if (std::string why = phys_->check(depth); !why.empty()) return "physical memory: " + why;
   std::lock_guard lock(mutex_);
   char buf[256];
   // Every area is a live area of the address space and its pages are allocated.
@@ -605,7 +619,14 @@ std::string Vmalloc::check() const {
     for (std::uint64_t p = pfn; p < pfn + (std::uint64_t{1} << order); ++p) owned.insert(p);
   }
   std::uint64_t mapped = 0, mappings = 0;
-  for (const auto& [offset, area] : areas_) {
+  // In address order, so that the first broken invariant reported and the areas sampled below do
+  // not depend on the hash map's iteration order.
+  std::vector<std::pair<std::uint64_t, const Area*>> by_offset;
+  by_offset.reserve(areas_.size());
+  for (const auto& [offset, area] : areas_) by_offset.emplace_back(offset, &area);
+  std::sort(by_offset.begin(), by_offset.end());
+  for (const auto& [offset, area_ptr] : by_offset) {
+    const Area& area = *area_ptr;
     const bool has_pages = area.kind == AreaKind::kVmap || area.kind == AreaKind::kMapRam ||
                            (area.kind != AreaKind::kVmapBlock && config_.backing != BackingMode::kNone);
     if (area.pfns.size() != (has_pages ? area.pages : 0)) {
@@ -642,9 +663,10 @@ std::string Vmalloc::check() const {
   if (mappings != mappings_in_use_) return "mapping count drifted";
   if (space_->stats().live_areas != areas_.size()) return "areas differ from the address space's live areas";
   // Aliasing, sampled: a word written through the area is read through the direct map, and back.
-  if (config_.backing == BackingMode::kMemfd) {
+  if (depth == CheckDepth::kFull && config_.backing == BackingMode::kMemfd) {
     int sampled = 0;
-    for (const auto& [offset, area] : areas_) {
+    for (const auto& [offset, area_ptr] : by_offset) {
+      const Area& area = *area_ptr;
       if (sampled++ == 16) break;
       if (area.size < sizeof(std::uint64_t) || area.pfns.empty()) continue;  // ASan: only requested bytes
       auto* via_area = reinterpret_cast<volatile std::uint64_t*>(static_cast<char*>(space_->base()) + offset);

@@ -130,9 +130,9 @@ Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align
   // Free extents never outnumber the areas between them plus one, so with the pool kept this far
   // ahead, purges and frees never allocate (they must work at the process's mapping limit).
   // Throws std::bad_alloc here, before anything changed.
-  free_.reserve_nodes(busy_.size() + lazy_.size() + 2);
+  free_.reserve_nodes(areas_.size() + 2);
   std::optional<std::uint64_t> fit = free_.find_lowest_fit(need, align, lo, hi);
-  if (!fit && !lazy_.empty()) {
+  if (!fit && !lazy_offsets_.empty()) {
     purge_locked();
     fit = free_.find_lowest_fit(need, align, lo, hi);
   }
@@ -141,7 +141,11 @@ Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align
     return Allocation{nullptr, 0,
                       free_in_range >= need ? FailureKind::kVirtualFragmentation : FailureKind::kNoVirtualSpace};
   }
-  busy_.emplace(*fit, Area{need});  // may throw std::bad_alloc: then only the purge happened
+  // Both may throw std::bad_alloc: then only the purge happened. The lazy list's capacity grows
+  // geometrically ahead of the areas, so that every later vfree appends to it without allocating.
+  if (lazy_offsets_.capacity() < areas_.size() + 1)
+    lazy_offsets_.reserve(std::max<std::size_t>(areas_.size() + 1, 2 * lazy_offsets_.capacity()));
+  areas_.emplace(*fit, AreaRecord{need, 0});
   free_.remove(*fit, need);
   live_reserved_bytes_ += need;
   live_bytes_ += rounded;
@@ -172,11 +176,11 @@ FreeStatus VirtualSpace::free_locked(std::uint64_t offset, bool in_region) {
     return FreeStatus::kOutsideRegion;
   }
   FreeStatus status = FreeStatus::kOk;
-  auto node = take_busy_locked(offset, &status);
-  if (node.empty()) return status;
-  const std::uint64_t bytes = node.mapped().bytes;
-  lazy_.insert(std::move(node));  // the busy node moves as it is: a free allocates nothing
-  lazy_bytes_ += bytes;
+  const auto it = take_live_locked(offset, &status);
+  if (it == areas_.end()) return status;
+  it->second.lazy = 1;
+  lazy_offsets_.push_back(offset);  // within the capacity reserved by the allocation: no allocation
+  lazy_bytes_ += it->second.bytes;
   // "Exceeds", strictly: a threshold of 0 therefore purges after every free (eager).
   if (lazy_bytes_ / kPage > config_.lazy_threshold_pages) purge_locked();
   return FreeStatus::kOk;
@@ -189,35 +193,50 @@ FreeStatus VirtualSpace::release_unused(std::uint64_t offset) {
     return FreeStatus::kOutsideRegion;
   }
   FreeStatus status = FreeStatus::kOk;
-  auto node = take_busy_locked(offset, &status);
-  if (node.empty()) return status;
-  free_.insert(offset, node.mapped().bytes);
+  const auto it = take_live_locked(offset, &status);
+  if (it == areas_.end()) return status;
+  const std::uint64_t bytes = it->second.bytes;
+  areas_.erase(it);
+  free_.insert(offset, bytes);
   assert_full_locked("release_unused");
   return FreeStatus::kOk;
 }
 
-// Detaches the live area at offset from the busy map and the live counters; on misuse reports it,
-// sets *status and returns an empty handle. Allocates nothing.
-VirtualSpace::AreaMap::node_type VirtualSpace::take_busy_locked(std::uint64_t offset, FreeStatus* status) {
-  auto it = busy_.find(offset);
-  if (it == busy_.end()) {
-    *status = classify_misuse_locked(offset);
+VirtualSpace::AreaIndex::iterator VirtualSpace::take_live_locked(std::uint64_t offset, FreeStatus* status) {
+  const auto it = areas_.find(offset);
+  if (it == areas_.end() || it->second.lazy) {
+    *status = it == areas_.end() ? classify_misuse_locked(offset) : FreeStatus::kAlreadyFreed;
     report_misuse_locked(*status, offset);
-    return {};
+    return areas_.end();
   }
-  auto node = busy_.extract(it);
-  live_reserved_bytes_ -= node.mapped().bytes;
-  live_bytes_ -= node.mapped().bytes - guard_bytes();
-  return node;
+  live_reserved_bytes_ -= it->second.bytes;
+  live_bytes_ -= it->second.bytes - guard_bytes();
+  return it;
 }
 
+/*
+ * Misuse classification of an offset at which no area starts, without an ordered index of areas.
+ * Free extents, live areas and lazily-held areas tile the region (check() verifies it), so the
+ * runs between the free extent at or below the offset and the offset itself are areas laid end to
+ * end: starting at that extent's end (or at 0), each area's record gives where the next begins.
+ * The walk stops at the area containing the offset. Cost: O(log n) for the free-tree search plus
+ * one hash lookup per area passed, k; only the misuse path pays it, so vfree itself needs no
+ * ordered structure. The answers are those an ordered map of live areas gave: inside a live area
+ * (guard or interior), otherwise not allocated — the interior of a lazily-held area included.
+ */
 FreeStatus VirtualSpace::classify_misuse_locked(std::uint64_t offset) const {
-  if (lazy_.count(offset) != 0) return FreeStatus::kAlreadyFreed;
-  auto it = busy_.upper_bound(offset);
-  if (it != busy_.begin()) {
-    --it;
-    const std::uint64_t start = it->first, end = start + it->second.bytes;
-    if (offset < end) return offset >= end - guard_bytes() ? FreeStatus::kInGuard : FreeStatus::kInterior;
+  const std::optional<Extent> below = free_.last_extent_at_or_before(offset);
+  if (below && offset < below->end()) return FreeStatus::kNotAllocated;
+  std::uint64_t start = below ? below->end() : 0;
+  while (start <= offset) {
+    const auto it = areas_.find(start);
+    if (it == areas_.end()) break;  // a free extent starts here: the offset is not in an area
+    const std::uint64_t end = start + it->second.bytes;
+    if (offset < end) {
+      if (it->second.lazy) return FreeStatus::kNotAllocated;
+      return offset >= end - guard_bytes() ? FreeStatus::kInGuard : FreeStatus::kInterior;
+    }
+    start = end;
   }
   return FreeStatus::kNotAllocated;
 }
@@ -250,12 +269,18 @@ void VirtualSpace::set_purge_observer(PurgeObserver observer, void* context) {
   purge_context_ = context;
 }
 
+// Sorting first keeps the observer's calls (the OS calls of the layer above) in address order, as
+// they were when lazily-held areas lived in an ordered map; std::sort works in place.
 void VirtualSpace::purge_locked() {
-  for (const auto& [offset, area] : lazy_) {
-    if (purge_observer_ != nullptr) purge_observer_(purge_context_, offset, area.bytes);
-    free_.insert(offset, area.bytes);
+  std::sort(lazy_offsets_.begin(), lazy_offsets_.end());
+  for (const std::uint64_t offset : lazy_offsets_) {
+    const auto it = areas_.find(offset);
+    const std::uint64_t bytes = it->second.bytes;
+    areas_.erase(it);
+    if (purge_observer_ != nullptr) purge_observer_(purge_context_, offset, bytes);
+    free_.insert(offset, bytes);
   }
-  lazy_.clear();
+  lazy_offsets_.clear();
   lazy_bytes_ = 0;
   ++purges_;
 }
@@ -268,10 +293,10 @@ VirtualSpaceStats VirtualSpace::stats() const {
   s.largest_free_bytes = free_.largest();
   s.free_extents = free_.extent_count();
   s.lazy_bytes = lazy_bytes_;
-  s.lazy_areas = lazy_.size();
+  s.lazy_areas = lazy_offsets_.size();
   s.live_bytes = live_bytes_;
   s.live_reserved_bytes = live_reserved_bytes_;
-  s.live_areas = busy_.size();
+  s.live_areas = areas_.size() - lazy_offsets_.size();
   s.purges = purges_;
   s.misuse_count = misuse_count_;
   return s;
@@ -310,12 +335,11 @@ std::vector<MapEntry> VirtualSpace::address_map() const {
 
 std::vector<MapEntry> VirtualSpace::address_map_locked() const {
   std::vector<MapEntry> map;
-  map.reserve(free_.extent_count() + busy_.size() + lazy_.size());
+  map.reserve(free_.extent_count() + areas_.size());
   free_.for_each([&](const Extent& e) { map.push_back(MapEntry{e.start, e.size, 0, MapEntry::State::kFree}); });
-  for (const auto& [offset, area] : busy_)
-    map.push_back(MapEntry{offset, area.bytes, config_.guard_pages, MapEntry::State::kBusy});
-  for (const auto& [offset, area] : lazy_)
-    map.push_back(MapEntry{offset, area.bytes, config_.guard_pages, MapEntry::State::kLazy});
+  for (const auto& [offset, area] : areas_)
+    map.push_back(MapEntry{offset, area.bytes, config_.guard_pages,
+                           area.lazy ? MapEntry::State::kLazy : MapEntry::State::kBusy});
   std::sort(map.begin(), map.end(), [](const MapEntry& a, const MapEntry& b) { return a.offset < b.offset; });
   return map;
 }
@@ -335,7 +359,10 @@ std::vector<std::string> VirtualSpace::misuse_log() const {
  *      sub-range): the exactness that every placement relies on.
  * 1-3 are O(n) and, with -Dchecks=full, run after every mutating call (assert_full_locked), as
  * the kernel's augment_tree_propagate_check walks its tree under DEBUG_AUGMENT_PROPAGATE_CHECK;
- * 4 costs 72 linear scans and runs only when check() is called.
+ * they are all of check(CheckDepth::kStructure). 4 costs 72 linear scans and runs only when
+ * check(CheckDepth::kFull) is called.
+ * 2 also covers the lazy list: it names exactly the lazily-held areas, once each, and its
+ * capacity covers every area, so a vfree never allocates.
  */
 void VirtualSpace::assert_full_locked(const char* after) const {
 #ifdef VMF_CHECKS_FULL
@@ -350,7 +377,7 @@ std::string VirtualSpace::structure_error_locked(const std::vector<MapEntry>& ma
   char buf[256];
   if (std::string why = free_.validate(); !why.empty()) return "free tree: " + why;
 
-  std::uint64_t expect = 0, busy_bytes = 0, lazy_bytes = 0;
+  std::uint64_t expect = 0, busy_bytes = 0, lazy_bytes = 0, busy_areas = 0, lazy_areas = 0;
   const MapEntry* prev = nullptr;
   for (const MapEntry& e : map) {
     if (e.offset != expect) {
@@ -372,8 +399,14 @@ std::string VirtualSpace::structure_error_locked(const std::vector<MapEntry>& ma
                     e.offset, e.bytes);
       return buf;
     }
-    if (e.state == MapEntry::State::kBusy) busy_bytes += e.bytes;
-    if (e.state == MapEntry::State::kLazy) lazy_bytes += e.bytes;
+    if (e.state == MapEntry::State::kBusy) {
+      busy_bytes += e.bytes;
+      ++busy_areas;
+    }
+    if (e.state == MapEntry::State::kLazy) {
+      lazy_bytes += e.bytes;
+      ++lazy_areas;
+    }
     expect = e.offset + e.bytes;
     prev = &e;
   }
@@ -383,19 +416,44 @@ std::string VirtualSpace::structure_error_locked(const std::vector<MapEntry>& ma
     return buf;
   }
   if (busy_bytes != live_reserved_bytes_ || lazy_bytes != lazy_bytes_ ||
-      live_bytes_ != live_reserved_bytes_ - busy_.size() * guard_bytes()) {
+      live_bytes_ != live_reserved_bytes_ - busy_areas * guard_bytes()) {
     std::snprintf(buf, sizeof buf,
                   "counters: reserved %" PRIu64 " vs %" PRIu64 ", lazy %" PRIu64 " vs %" PRIu64 ", live %" PRIu64,
                   live_reserved_bytes_, busy_bytes, lazy_bytes_, lazy_bytes, live_bytes_);
     return buf;
   }
+  // The lazy list names exactly the lazily-held areas, each once.
+  if (lazy_areas != lazy_offsets_.size()) {
+    std::snprintf(buf, sizeof buf, "lazy list: %zu offsets for %" PRIu64 " lazily-held areas", lazy_offsets_.size(),
+                  lazy_areas);
+    return buf;
+  }
+  std::vector<std::uint64_t> listed = lazy_offsets_;
+  std::sort(listed.begin(), listed.end());
+  if (const auto twice = std::adjacent_find(listed.begin(), listed.end()); twice != listed.end()) {
+    std::snprintf(buf, sizeof buf, "lazy list: 0x%" PRIx64 " listed twice", *twice);
+    return buf;
+  }
+  for (const std::uint64_t offset : listed) {
+    const auto it = areas_.find(offset);
+    if (it == areas_.end() || !it->second.lazy) {
+      std::snprintf(buf, sizeof buf, "lazy list: 0x%" PRIx64 " is not a lazily-held area", offset);
+      return buf;
+    }
+  }
+  if (lazy_offsets_.capacity() < areas_.size()) {
+    std::snprintf(buf, sizeof buf, "lazy list: capacity %zu below %zu areas (a vfree could allocate)",
+                  lazy_offsets_.capacity(), areas_.size());
+    return buf;
+  }
   return {};
 }
 
-std::string VirtualSpace::check() const {
+std::string VirtualSpace::check(CheckDepth depth) const {
   std::lock_guard lock(mutex_);
   const std::vector<MapEntry> map = address_map_locked();
   if (std::string why = structure_error_locked(map); !why.empty()) return why;
+  if (depth == CheckDepth::kStructure) return {};
   char buf[256];
 
   // Linear-scan fit over the map's free runs: the obviously correct answer.

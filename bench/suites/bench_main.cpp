@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   vmfrag::bench::register_tlb_benchmarks(preset);
   vmfrag::bench::register_test_vmalloc_benchmarks(preset);
   vmfrag::bench::register_thread_scaling_benchmarks(preset);
+  vmfrag::bench::register_check_benchmarks(preset);
 
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

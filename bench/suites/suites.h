@@ -23,6 +23,7 @@ void register_page_fault_benchmarks(const Preset& preset);     // suite 3
 void register_tlb_benchmarks(const Preset& preset);            // suite 4
 void register_test_vmalloc_benchmarks(const Preset& preset);   // suite 5
 void register_thread_scaling_benchmarks(const Preset& preset); // issue #15: throughput vs threads
+void register_check_benchmarks(const Preset& preset);          // issue 12: check() per CheckDepth
 
 struct Fixture {
   virtual ~Fixture() = default;

@@ -15,7 +15,7 @@ def progress(message):
 
 
 # Build: meson/ninja, both compilers, clang's sanitizer and libFuzzer runtimes.
-# Libraries: GoogleTest/GoogleMock, Google Benchmark, Boost (Boost.Container), nlohmann/json (results
+# Libraries: GoogleTest/GoogleMock, Google Benchmark, Boost (Boost.Container), abseil (flat_hash_map), nlohmann/json (results
 # JSON), CLI11 (the C++ command line).
 # Python side (Debian's /usr/bin/python3 only): pytest, jinja2, rich, scipy (hunt-eval statistics),
 # yaml (the workflow tests read .github/workflows/).
@@ -28,7 +28,8 @@ def progress(message):
 # themselves are never installed: vmfrag_jobs/kernel/packages.py fetches them with apt-get download.
 PACKAGES = [
     "meson", "ninja-build", "pkg-config", "g++", "clang", "libclang-rt-14-dev",
-    "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "nlohmann-json3-dev", "libcli11-dev",
+    "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libboost-dev", "libabsl-dev", "nlohmann-json3-dev",
+    "libcli11-dev",
     "python3-pytest", "python3-jinja2", "python3-rich", "python3-yaml",
     "libbenchmark-tools", "python3-scipy", "python3-numpy",
     "qemu-system-x86", "busybox-static", "cpio", "make", "gcc-12", "dwarves", "libelf1", "libssl3",
