@@ -4,9 +4,9 @@ It builds what is missing (release; the sanitizer flavour `fuzz` when clang is t
 its time budget (--seconds, default 300, printed up front; building is not counted) on:
 
   1. regressions  corpus/regressions/ replayed through the ASan+UBSan targets: any failure is a bug
-  2. fuzz         every libFuzzer target for its share, on its working corpus (kept between runs
+  2. workloads    every `gen` workload x --seeds, `replay --differential --check-every 1000`
+  3. fuzz         every libFuzzer target for its share, on its working corpus (kept between runs
                   under --corpus), crashes as bugs, fuzz_frag_hunt's findings minimised
-  3. workloads    every `gen` workload x --seeds, `replay --differential --check-every 1000`
   4. bench        vmfrag_bench's quick set (3 repetitions), ratios beside issue 12's goals
   +  reliability  issue 15's figures (fault injection, misuse, concurrency stress, malformed input)
                   from the last `scripts/vmfrag test` of this commit (results/reliability.json), when
@@ -15,10 +15,11 @@ its time budget (--seconds, default 300, printed up front; building is not count
                   (`confirm`), marked in the report "confirmed on Linux X" or with the difference;
                   not counted in the budget (about 10-20 s a finding here, plus a first download)
 
-Steps 2 and 3 share what the budget leaves after step 1 and an allowance for step 4; a unit is
-started only while its step has time left, and the units that were not started are recorded as
-`not-run` (a budget that is too small shows, it does not pass silently). A unit already running
-finishes, so a run can end a little after its budget.
+Steps 2 and 3 share what the budget leaves after step 1 and an allowance for step 4: the workloads
+may use up to half of it, and fuzzing gets whatever they leave (fuzzing is what more time buys
+most). A unit is started only while its step has time left, and the units that were not started
+are recorded as `not-run` (a budget that is too small shows, it does not pass silently). A unit
+already running finishes, so a run can end a little after its budget.
 
 Results go to a new directory, results/ci-<UTC time>/ (or --out), with results/latest pointing to
 it: run.json (the steps as they start and end), ci.json (every unit's record, rewritten as each step
@@ -49,7 +50,7 @@ from .results.provenance import provenance
 from .results.writing import RunManifest, new_run_directory, point_latest, write_atomically
 
 CI_FORMAT, CI_VERSION = schemas.CI, 2
-STEPS = ("build", "regressions", "fuzz", "workloads", "bench", "reliability", "kernel")
+STEPS = ("build", "regressions", "workloads", "fuzz", "bench", "reliability", "kernel")
 FUZZ_TARGETS = ("fuzz_frag_hunt", "fuzz_ops", "fuzz_trace_parser")
 # What the quick benchmark set takes here (3 repetitions: 8 s on a loaded 2-vCPU VM), reserved at
 # the end of the budget so the earlier steps cannot eat it.
@@ -57,7 +58,7 @@ BENCH_ALLOWANCE_SECONDS = 15
 # The default ops of a few workloads are 2,000,000 (test_vmalloc's loop counts): capped in ci so one
 # unit takes seconds, not a minute. nightly replays them whole.
 CI_OPS_CAP = 200_000
-FUZZ_SHARE = 0.5  # of the time left for steps 2 and 3
+WORKLOAD_SHARE = 0.5  # at most, of the time left for steps 2 and 3; fuzzing gets the rest
 
 
 def add_arguments(p, bounded_int, bounded_float):
@@ -176,9 +177,9 @@ class CiRun:
             for step in ("regressions", "fuzz"):
                 self.manifest.skip(step, "no clang: the sanitizer flavour cannot be built")
         window = budget.left(reserve=BENCH_ALLOWANCE_SECONDS)
+        self.step_workloads(time.monotonic() + window * WORKLOAD_SHARE)
         if sanitizer:
-            self.step_fuzz(budget, window * FUZZ_SHARE)
-        self.step_workloads(budget)
+            self.step_fuzz(budget.left(reserve=BENCH_ALLOWANCE_SECONDS))
         self.step_bench()
         self.step_reliability()
         if self.args.kernel:
@@ -207,7 +208,7 @@ class CiRun:
         bugs = sum(len(r["bugs"]) for r in records)
         self.note(f"regressions: {sum(r['inputs'] for r in records)} inputs, {bugs} bug{'s' * (bugs != 1)}")
 
-    def step_fuzz(self, budget, window):
+    def step_fuzz(self, window):
         a = self.args
         per_target = fuzz_seconds_per_target(window, len(FUZZ_TARGETS), a.jobs)
         self.note(f"fuzz: {len(FUZZ_TARGETS)} targets x {per_target} s")
@@ -233,7 +234,7 @@ class CiRun:
             self.note(f"fuzz: {rec['target']}: {rec['execs']} execs, {len(rec['crashes'])} crashes, "
                       f"{len(rec['findings'])} findings")
 
-    def step_workloads(self, budget):
+    def step_workloads(self, deadline):
         a = self.args
         workloads = job_units.list_workloads()
         units = [(w["name"], seed, a.ops or min(w["default_ops"], CI_OPS_CAP))
@@ -242,11 +243,11 @@ class CiRun:
         records = {}
         started = time.monotonic()
         self.note(f"workloads: {len(units)} runs ({len(workloads)} workloads x {a.seeds} seeds) "
-                  f"within {budget.left(BENCH_ALLOWANCE_SECONDS):.0f} s")
+                  f"within {max(0.0, deadline - time.monotonic()):.0f} s")
         with self.manifest.step("workloads") as step:
             def one(unit):
                 name, seed, ops = unit
-                if budget.left(BENCH_ALLOWANCE_SECONDS) <= 0:
+                if time.monotonic() >= deadline:
                     return unit, {"workload": name, "seed": seed, "ops_requested": ops, "status": "not-run",
                                   "error": "the budget ran out before it started", "trace": None, "replay": None,
                                   "timeline": None}
@@ -374,7 +375,7 @@ class CiRun:
         self.doc["exit_code"] = code
         self.doc["budget"]["elapsed"] = round(budget.elapsed(), 3)
         self.save()
-        from . import history, report
+        from . import report
         self.manifest.finish(code)  # before the report, which shows the run as ended
         _, html = report.make_report(self.out, history_path=None if self.args.no_history else Path(self.args.history))
         for line in bad:

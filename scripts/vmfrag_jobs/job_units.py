@@ -19,8 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import bench_results, build, fuzz_job, paths
-from .results.writing import write_atomically
+from . import bench_results, fuzz_job, fuzz_records, paths
+from .results.writing import now_iso, write_atomically
 
 # The release flavour's CLI; the sanitizer flavour is `fuzz` (clang, ASan+UBSan, libFuzzer).
 RELEASE_CLI = ("harness", "cli", "vmfrag")
@@ -35,9 +35,6 @@ CHECK_EVERY = 1000
 # A kept timeline holds about this many sampled ops (plus every failed op and the last): the
 # report draws 150-300 points, and a full timeline is 110 bytes an op (22 MB at 200,000 ops).
 TIMELINE_POINTS = 4000
-SANITIZER_LINE = re.compile(r"==\d+==ERROR: (\w+Sanitizer): (.*)|(\S+:\d+:\d+: runtime error: .*)")
-FRAME_LINE = re.compile(r"^\s+#(\d+) 0x[0-9a-f]+ in (.+?)(?: /\S+)?$")
-DEADLY_LINE = re.compile(r"==\d+== ERROR: libFuzzer: (.*)")
 
 
 def release_tool(*parts):
@@ -56,44 +53,11 @@ def list_workloads():
 
 # ----------------------------------------------------------------------------------- regressions
 
-def sanitizer_summary(log):
-    """(kind, title, top frames) of the first sanitizer or libFuzzer report in `log`, or None."""
-    kind = title = None
-    frames = []
-    for line in log.splitlines():
-        if title is None:
-            m = SANITIZER_LINE.search(line)
-            if m:
-                kind, title = "sanitizer", (f"{m.group(1)}: {m.group(2)}" if m.group(1) else m.group(3))
-                continue
-            m = DEADLY_LINE.search(line)
-            if m:
-                what = m.group(1)
-                kind = "timeout" if "timeout" in what else "oom" if "out-of-memory" in what else "crash"
-                title = f"libFuzzer: {what}"
-                continue
-        else:
-            m = FRAME_LINE.match(line)
-            if m and len(frames) < 8:
-                frames.append(m.group(2))
-            elif frames and not line.strip():
-                break
-    if title is None:
-        return None
-    return kind, title.strip(), frames
-
-
-def bug_id(title, frames):
-    """A stable id for one bug: its title without addresses, and its top three frames."""
-    import hashlib
-    key = re.sub(r"0x[0-9a-f]+", "ADDR", title) + "|" + "|".join(frames[:3])
-    return hashlib.sha1(key.encode()).hexdigest()[:12]
-
-
 def replay_regressions(out_dir: Path, provenance, planted=False):
     """Replays every corpus/regressions/<name>/ input through its sanitizer-instrumented target
-    (libFuzzer -runs=0: no mutation). Any crash, sanitizer report or failed check is a bug:
-    written to out_dir/bugs/<id>.json (vmfrag-bug) with the input as reproducer. Returns the records."""
+    (libFuzzer -runs=0: no mutation). Any crash, sanitizer report or failed check is a bug, written
+    to out_dir/bugs/<id>.json (vmfrag-bug, as fuzz_records makes it for a fuzzing crash) with the
+    input as reproducer. Returns the records."""
     records = []
     for target, name in REGRESSION_TARGETS.items():
         binary_name = PLANTED_OPS_TARGET if planted and target == "fuzz_ops" else target
@@ -106,28 +70,16 @@ def replay_regressions(out_dir: Path, provenance, planted=False):
                                env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
             if r.returncode == 0:
                 continue
-            bug = bug_record(r.stdout, f, cmd, provenance, default_title=f"{binary_name} exited {r.returncode}")
+            reproducer = f.relative_to(paths.REPO).as_posix()
+            bug = fuzz_records.bug_record(binary_name, r.stdout, reproducer, " ".join(cmd), now_iso(), provenance)
             path = out_dir / "bugs" / f"{bug['id']}.json"
             write_atomically(path, json.dumps(bug, indent=2) + "\n")
             (out_dir / "bugs" / f"{bug['id']}.log").write_text(r.stdout)
             rec["status"] = "bug"
-            rec["bugs"].append({"input": f.relative_to(paths.REPO).as_posix(), "bug": f"bugs/{bug['id']}.json",
+            rec["bugs"].append({"input": reproducer, "bug": f"bugs/{bug['id']}.json",
                                 "title": bug["title"]})
         records.append(rec)
     return records
-
-
-def bug_record(log, reproducer: Path, cmd, provenance, default_title):
-    summary = sanitizer_summary(log)
-    if summary is None:
-        # A failed check of the target itself (fuzz_ops: "op N: ..."), then abort: its last line says what.
-        last = next((ln for ln in reversed(log.splitlines()) if ln.strip() and not ln.startswith(("INFO:", "MS:"))),
-                    default_title)
-        summary = ("invariant-violation" if "check" in last else "crash", last.strip()[:300], [])
-    kind, title, frames = summary
-    rel = reproducer.relative_to(paths.REPO).as_posix() if reproducer.is_relative_to(paths.REPO) else str(reproducer)
-    return {"format": "vmfrag-bug", "version": 1, "id": bug_id(title, frames), "kind": kind, "title": title,
-            "reproducer": rel, "command": " ".join(cmd), "stack": frames, "provenance": provenance}
 
 
 # -------------------------------------------------------------------------------------- workloads
