@@ -249,3 +249,18 @@ def test_progress_on_a_terminal_is_a_rich_bar_and_plain_lines_otherwise(monkeypa
     bar.finished(unit, result, bug=True)
     assert bar.bar.tasks[0].completed == 2 and bar.bar.tasks[0].description == "bugs 1"
     bar.stop()
+
+
+def test_fail_on_finding_counts_findings_at_or_below_the_severity(tmp_path):
+    from vmfrag_jobs import ci_job
+    findings = tmp_path / "fuzz" / "fuzz_frag_hunt" / "findings"
+    findings.mkdir(parents=True)
+    for name, doc in (("a.json", {"format": schemas.FINDING, "severity": 0.55}),
+                      ("b.json", {"format": schemas.FINDING, "severity": 0.61}),
+                      ("a.linux-6.1.json", {"format": "vmfrag-confirmation", "severity": 0.1}),  # not a finding
+                      ("c.json", {"format": schemas.FINDING, "severity": None})):
+        (findings / name).write_text(json.dumps(doc))
+    run = ci_job.CiRun.__new__(ci_job.CiRun)
+    run.out = tmp_path
+    assert run.findings_at_or_below(0.6) == ["finding fuzz/fuzz_frag_hunt/findings/a.json: severity 0.5500 <= 0.6"]
+    assert len(run.findings_at_or_below(0.61)) == 2 and run.findings_at_or_below(0.5) == []
