@@ -1,7 +1,6 @@
 """scripts/vmfrag itself: argparse front end (one-line usage errors, option ranges checked before any
 build, harness commands forwarded verbatim, Ctrl-C as exit 130), exit codes, the package bootstrap's idempotence,
 test-result totalling (what decides the job's exit code), and that a second build does nothing."""
-import argparse
 import json
 import subprocess
 import textwrap
