@@ -1,5 +1,7 @@
 #include "allocator/os/fault_injection.h"
 
+#include "allocator/core/splitmix64.h"
+
 #include <cerrno>
 #include <charconv>
 #include <utility>
@@ -131,12 +133,8 @@ int FailingOs::on_call(OsCall call, std::uint64_t index) {
     return nth_->error;
   }
   if (rate_ && os_call_is_fallible(call)) {
-    // SplitMix64: one draw per fallible call, so the failed calls depend only on seed and sequence.
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    if (z % rate_->denominator < rate_->numerator) {
+    // One draw per fallible call, so the failed calls depend only on seed and sequence.
+    if (splitmix64_next(state_) % rate_->denominator < rate_->numerator) {
       ++injected_;
       return rate_->error;
     }
@@ -144,50 +142,87 @@ int FailingOs::on_call(OsCall call, std::uint64_t index) {
   return 0;
 }
 
-std::optional<FailingOs::Nth> parse_fail_os_spec(std::string_view spec, std::string* why) {
-  std::string_view parts[3];
-  std::size_t count = 0;
-  for (std::string_view rest = spec;; ++count) {
+FailingOs::FailingOs(OsInterface& inner, const Which& which) : InterceptingOs(inner) {
+  if (const Nth* nth = std::get_if<Nth>(&which)) {
+    nth_ = *nth;
+  } else {
+    rate_ = std::get<Rate>(which);
+    state_ = rate_->seed;
+  }
+}
+
+namespace {
+
+bool parse_whole_number(std::string_view digits, std::uint64_t* out) {
+  const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), *out, 10);
+  return !digits.empty() && ec == std::errc() && ptr == digits.data() + digits.size();
+}
+
+}  // namespace
+
+std::optional<FaultSpecFields> parse_fault_spec_fields(std::string_view spec, std::string_view how_name, std::string* why) {
+  std::vector<std::string_view> parts;
+  for (std::string_view rest = spec;;) {
     const auto colon = rest.find(':');
-    if (count == 3) {
-      count = 4;  // too many parts
-      break;
-    }
-    parts[count] = rest.substr(0, colon);
-    if (colon == std::string_view::npos) {
-      ++count;
-      break;
-    }
+    parts.push_back(rest.substr(0, colon));
+    if (colon == std::string_view::npos) break;
     rest = rest.substr(colon + 1);
   }
-  const std::optional<OsCall> call = os_call_from_name(parts[0]);
-  if (!call) {
-    std::string names;
-    for (const char* n : kNames) names += std::string(names.empty() ? "" : ", ") + n;
-    *why = "unknown OS call '" + std::string(parts[0]) + "' (one of " + names + ")";
+  FaultSpecFields f;
+  if (parts[0] == "rate") {
+    f.rate = true;
+    const std::string_view ratio = parts.size() > 1 ? parts[1] : std::string_view();
+    const auto slash = ratio.find('/');
+    if (parts.size() < 3 || parts.size() > 4 || slash == std::string_view::npos ||
+        !parse_whole_number(ratio.substr(0, slash), &f.numerator) ||
+        !parse_whole_number(ratio.substr(slash + 1), &f.denominator) || f.numerator == 0 ||
+        f.numerator > f.denominator || !parse_whole_number(parts[2], &f.seed)) {
+      *why = "expected rate:P/Q:SEED[:" + std::string(how_name) +
+             "] with whole numbers 0 < P <= Q and a whole-number SEED, got '" + std::string(spec) + "'";
+      return std::nullopt;
+    }
+    if (parts.size() == 4) f.how = parts[3];
+  } else {
+    if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || !parse_whole_number(parts[1], &f.index)) {
+      const std::string how(how_name);
+      *why = "expected KIND:N[:" + how + "] with N a whole number (the 0-based index among calls of KIND), or rate:P/Q:SEED[:" +
+             how + "], got '" + std::string(spec) + "'";
+      return std::nullopt;
+    }
+    f.kind = parts[0];
+    if (parts.size() == 3) f.how = parts[2];
+  }
+  if (parts.size() == (f.rate ? 4u : 3u) && f.how.empty()) {
+    *why = "empty last field in '" + std::string(spec) + "'";
     return std::nullopt;
   }
-  std::uint64_t index = 0;
-  const std::string_view digits = parts[1];
-  const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index, 10);
-  if (count < 2 || count > 3 || digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size()) {
-    *why = "expected KIND:N[:ERRNO] with N a whole number (the 0-based index among calls of KIND), got '" +
-           std::string(spec) + "'";
-    return std::nullopt;
-  }
+  return f;
+}
+
+std::optional<FailingOs::Which> parse_fail_os_spec(std::string_view spec, std::string* why) {
+  const std::optional<FaultSpecFields> f = parse_fault_spec_fields(spec, "ERRNO", why);
+  if (!f) return std::nullopt;
   int error = EIO;
-  if (count == 3) {
+  if (!f->how.empty()) {
     static constexpr std::pair<const char*, int> kErrnos[] = {
         {"EIO", EIO}, {"ENOMEM", ENOMEM}, {"EAGAIN", EAGAIN}, {"EPERM", EPERM}, {"EACCES", EACCES}};
     error = 0;
     for (const auto& [name, value] : kErrnos)
-      if (parts[2] == name) error = value;
+      if (f->how == name) error = value;
     if (error == 0) {
-      *why = "unknown errno '" + std::string(parts[2]) + "' (one of EIO, ENOMEM, EAGAIN, EPERM, EACCES)";
+      *why = "unknown errno '" + std::string(f->how) + "' (one of EIO, ENOMEM, EAGAIN, EPERM, EACCES)";
       return std::nullopt;
     }
   }
-  return FailingOs::Nth{*call, index, error};
+  if (f->rate) return FailingOs::Which{FailingOs::Rate{f->numerator, f->denominator, f->seed, error}};
+  const std::optional<OsCall> call = os_call_from_name(f->kind);
+  if (!call) {
+    std::string names;
+    for (const char* n : kNames) names += std::string(names.empty() ? "" : ", ") + n;
+    *why = "unknown OS call '" + std::string(f->kind) + "' (one of " + names + ")";
+    return std::nullopt;
+  }
+  return FailingOs::Which{FailingOs::Nth{*call, f->index, error}};
 }
 
 }  // namespace vmfrag

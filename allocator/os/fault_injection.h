@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "allocator/os/os.h"
@@ -125,8 +126,10 @@ class FailingOs final : public InterceptingOs {
     std::uint64_t seed;
     int error;
   };
+  using Which = std::variant<Nth, Rate>;
   FailingOs(OsInterface& inner, Nth nth) : InterceptingOs(inner), nth_(nth) {}
   FailingOs(OsInterface& inner, Rate rate) : InterceptingOs(inner), rate_(rate), state_(rate.seed) {}
+  FailingOs(OsInterface& inner, const Which& which);
   [[nodiscard]] std::uint64_t failures_injected() const;
 
  protected:
@@ -140,9 +143,25 @@ class FailingOs final : public InterceptingOs {
   std::uint64_t injected_ = 0;
 };
 
-// Parses "KIND:N[:ERRNO]" as given to --fail-os: N is the 0-based index among calls of KIND,
-// ERRNO one of EIO (the default), ENOMEM, EAGAIN, EPERM, EACCES; e.g. "map_shared:3:ENOMEM".
-// Returns nullopt and sets *why for anything else.
-[[nodiscard]] std::optional<FailingOs::Nth> parse_fail_os_spec(std::string_view spec, std::string* why);
+// The grammar both seams' replay flags share (--fail-os here, --fail-phys in
+// allocator/phys/page_fault_injection.h): colon-separated fields, either "KIND:N[:HOW]" (the N-th,
+// 0-based, call of KIND) or "rate:P/Q:SEED[:HOW]" (each call fails with probability P/Q, drawn
+// from SplitMix64 seeded with SEED). HOW is the seam's own: an errno here, a failure kind there.
+struct FaultSpecFields {
+  bool rate = false;
+  std::string_view kind;                  // KIND (not for a rate)
+  std::uint64_t index = 0;                // N
+  std::uint64_t numerator = 0, denominator = 0, seed = 0;  // P, Q, SEED
+  std::string_view how;                   // empty when not given
+};
+// Splits and checks everything but KIND and HOW (how_name names HOW in messages); nullopt and
+// *why naming the problem otherwise.
+[[nodiscard]] std::optional<FaultSpecFields> parse_fault_spec_fields(std::string_view spec, std::string_view how_name,
+                                                                     std::string* why);
+
+// Parses --fail-os: "KIND:N[:ERRNO]" or "rate:P/Q:SEED[:ERRNO]", ERRNO one of EIO (the default),
+// ENOMEM, EAGAIN, EPERM, EACCES; e.g. "map_shared:3:ENOMEM", "rate:1/50:7". Returns nullopt and
+// sets *why for anything else.
+[[nodiscard]] std::optional<FailingOs::Which> parse_fail_os_spec(std::string_view spec, std::string* why);
 
 }  // namespace vmfrag

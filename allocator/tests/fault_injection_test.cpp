@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <functional>
+#include <variant>
 #include <string>
 #include <vector>
 
@@ -335,23 +336,62 @@ INSTANTIATE_TEST_SUITE_P(Backings, PageFaultInjection,
 
 TEST(FaultInjectionSpec, ParsesKindIndexAndErrno) {
   std::string why;
-  auto nth = parse_fail_os_spec("map_shared:3", &why);
-  ASSERT_TRUE(nth.has_value()) << why;
-  EXPECT_EQ(nth->call, OsCall::kMapShared);
-  EXPECT_EQ(nth->index, 3u);
-  EXPECT_EQ(nth->error, EIO);
-  nth = parse_fail_os_spec("reserve_fixed:0:ENOMEM", &why);
-  ASSERT_TRUE(nth.has_value()) << why;
-  EXPECT_EQ(nth->call, OsCall::kReserveFixed);
-  EXPECT_EQ(nth->error, ENOMEM);
+  auto spec = parse_fail_os_spec("map_shared:3", &why);
+  ASSERT_TRUE(spec.has_value()) << why;
+  auto nth = std::get<FailingOs::Nth>(*spec);
+  EXPECT_EQ(nth.call, OsCall::kMapShared);
+  EXPECT_EQ(nth.index, 3u);
+  EXPECT_EQ(nth.error, EIO);
+  spec = parse_fail_os_spec("reserve_fixed:0:ENOMEM", &why);
+  ASSERT_TRUE(spec.has_value()) << why;
+  nth = std::get<FailingOs::Nth>(*spec);
+  EXPECT_EQ(nth.call, OsCall::kReserveFixed);
+  EXPECT_EQ(nth.error, ENOMEM);
+  spec = parse_fail_os_spec("rate:3/40:17:EAGAIN", &why);
+  ASSERT_TRUE(spec.has_value()) << why;
+  const auto rate = std::get<FailingOs::Rate>(*spec);
+  EXPECT_EQ(rate.numerator, 3u);
+  EXPECT_EQ(rate.denominator, 40u);
+  EXPECT_EQ(rate.seed, 17u);
+  EXPECT_EQ(rate.error, EAGAIN);
+  EXPECT_EQ(std::get<FailingOs::Rate>(*parse_fail_os_spec("rate:1/1:0", &why)).error, EIO);
   for (const char* bad : {"map_shared", "map_shared:", "map_shared:x", "map_shared:-1", "nope:1", ":1", "",
-                          "map_shared:1:EBOGUS", "map_shared:1:ENOMEM:2", "map_shared:1:"}) {
+                          "map_shared:1:EBOGUS", "map_shared:1:ENOMEM:2", "map_shared:1:", "rate", "rate:1/2",
+                          "rate:0/2:1", "rate:3/2:1", "rate:1/0:1", "rate:1:1", "rate:1/2:x", "rate:1/2:1:",
+                          "rate:1/2:1:EIO:2", "rate:/2:1"}) {
     why.clear();
     EXPECT_FALSE(parse_fail_os_spec(bad, &why).has_value()) << bad;
     EXPECT_FALSE(why.empty()) << bad;
   }
   for (int i = 0; i < static_cast<int>(OsCall::kCount); ++i)
     EXPECT_EQ(os_call_from_name(os_call_name(static_cast<OsCall>(i))), static_cast<OsCall>(i));
+}
+
+TEST(FaultInjectionSpec, ParsesPageAllocationPointsAndRates) {
+  std::string why;
+  auto spec = parse_fail_phys_spec("pages:3", &why);
+  ASSERT_TRUE(spec.has_value()) << why;
+  auto point = std::get<PageAllocPoint>(spec->which);
+  EXPECT_EQ(point.call, PageAllocCall::kPages);
+  EXPECT_EQ(point.index, 3u);
+  EXPECT_EQ(spec->kind, FailureKind::kNoPhysicalMemory);
+  spec = parse_fail_phys_spec("block:0:physical-fragmentation", &why);
+  ASSERT_TRUE(spec.has_value()) << why;
+  point = std::get<PageAllocPoint>(spec->which);
+  EXPECT_EQ(point.call, PageAllocCall::kBlock);
+  EXPECT_EQ(spec->kind, FailureKind::kPhysicalFragmentation);
+  spec = parse_fail_phys_spec("rate:1/20:7", &why);
+  ASSERT_TRUE(spec.has_value()) << why;
+  const auto rate = std::get<FailingPageAllocs::Rate>(spec->which);
+  EXPECT_EQ(rate.numerator, 1u);
+  EXPECT_EQ(rate.denominator, 20u);
+  EXPECT_EQ(rate.seed, 7u);
+  for (const char* bad : {"pages", "page:1", "pages:x", "pages:1:os-error", "pages:1:virtual-fragmentation",
+                          "pages:1:EIO", "rate:2/1:1", "rate:1/2", "block:1:no-physical-memory:1", ""}) {
+    why.clear();
+    EXPECT_FALSE(parse_fail_phys_spec(bad, &why).has_value()) << bad;
+    EXPECT_FALSE(why.empty()) << bad;
+  }
 }
 
 // A seeded rate fails the same calls on every run: two identical sequences, identical outcomes.
@@ -366,6 +406,29 @@ TEST(FaultInjectionRate, IsDeterministicForASeed) {
   };
   EXPECT_EQ(outcomes(7), outcomes(7));
   EXPECT_EQ(outcomes(8), outcomes(8));
+}
+
+// The page allocator's seeded rate: the same seed fails the same allocations, each reported with
+// the injected kind, and the sequence stays consistent (run_sequence checks after every step).
+TEST(PageFaultInjectionRate, IsDeterministicForASeedAndFailsSome) {
+  auto outcomes = [](std::uint64_t seed, std::uint64_t* injected) {
+    FailingPageAllocs failing(FailingPageAllocs::Rate{1, 3, seed}, FailureKind::kPhysicalFragmentation);
+    RecordingOs inner(linux_os());
+    const RunResult r = run_sequence(BackingMode::kMemfd, inner, [&] { return failing.failures_injected(); }, &failing);
+    EXPECT_EQ(r.problem, "");
+    std::string text = r.created ? "created" : "create failed " + std::to_string(r.create_error);
+    for (const Outcome& o : r.outcomes) text += "," + describe(o);
+    *injected = failing.failures_injected();
+    return text;
+  };
+  std::uint64_t a = 0, b = 0, c = 0;
+  const std::string first = outcomes(11, &a);
+  EXPECT_EQ(first, outcomes(11, &b));
+  EXPECT_EQ(a, b);
+  EXPECT_GT(a, 0u) << "a 1-in-3 rate over the representative sequence failed nothing";
+  EXPECT_NE(first.find("physical-fragmentation"), std::string::npos) << first;
+  (void)outcomes(12, &c);
+  EXPECT_GT(c, 0u);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "allocator/os/fault_injection.h"
+#include "allocator/phys/page_fault_injection.h"
 #include "allocator/vspace/virtual_space.h"
 #include "harness/decode/op_decoder.h"
 #include "harness/files/input_file.h"
@@ -103,15 +104,25 @@ std::string human_summary(const ReplayResult& r) {
 
 int cmd_replay(const std::string& path, bool json, bool differential, std::uint64_t check_every,
                const std::string& backing, const std::string& timeline, std::uint64_t timeline_every, std::size_t maps,
-               const std::string& fail_os) {
+               const std::string& fail_os, const std::string& fail_phys) {
   std::unique_ptr<FailingOs> failing_os;
   if (!fail_os.empty()) {
     std::string why;
-    const std::optional<FailingOs::Nth> nth = parse_fail_os_spec(fail_os, &why);
-    if (!nth) throw InputError("<args>", 0, "--fail-os: " + why);
+    const std::optional<FailingOs::Which> which = parse_fail_os_spec(fail_os, &why);
+    if (!which) throw InputError("<args>", 0, "--fail-os: " + why);
     if (differential)
       throw InputError("<args>", 0, "--fail-os cannot be combined with --differential: the reference model has no OS");
-    failing_os = std::make_unique<FailingOs>(linux_os(), *nth);
+    failing_os = std::make_unique<FailingOs>(linux_os(), *which);
+  }
+  std::unique_ptr<FailingPageAllocs> failing_pages;
+  if (!fail_phys.empty()) {
+    std::string why;
+    const std::optional<FailPhysSpec> spec = parse_fail_phys_spec(fail_phys, &why);
+    if (!spec) throw InputError("<args>", 0, "--fail-phys: " + why);
+    if (differential)
+      throw InputError("<args>", 0, "--fail-phys cannot be combined with --differential: the reference model's page "
+                       "allocator does not fail on request");
+    failing_pages = std::make_unique<FailingPageAllocs>(spec->which, spec->kind);
   }
   std::optional<Backing> backing_override;
   if (backing == "none") backing_override = Backing::kNone;
@@ -130,6 +141,7 @@ int cmd_replay(const std::string& path, bool json, bool differential, std::uint6
   options.maps_at_failures = maps;
   options.backing = backing_override;
   options.os = failing_os.get();
+  options.page_faults = failing_pages.get();
   // A sampled timeline (--timeline-every N > 1) keeps every N-th op, every op that failed and the
   // last op (held back until the next one shows it was not the last), after a header line that says
   // so; N = 1 writes every op and no header, as before.
@@ -153,9 +165,18 @@ int cmd_replay(const std::string& path, bool json, bool differential, std::uint6
     if (!held_back.empty()) timeline_out->stream() << held_back << '\n';
     timeline_out->commit();
   }
-  if (failing_os)  // said on stderr either way: an injection that never happened must not pass unnoticed
-    std::fprintf(stderr, "vmfrag: --fail-os %s: %s\n", fail_os.c_str(),
-                 failing_os->failures_injected() != 0 ? "failure injected" : "that call was never made: nothing injected");
+  // Said on stderr either way: an injection that never happened must not pass unnoticed.
+  auto say_injected = [](const char* flag, const std::string& spec, bool rate, std::uint64_t injected) {
+    if (rate)
+      std::fprintf(stderr, "vmfrag: %s %s: %" PRIu64 " failure%s injected\n", flag, spec.c_str(), injected,
+                   injected == 1 ? "" : "s");
+    else
+      std::fprintf(stderr, "vmfrag: %s %s: %s\n", flag, spec.c_str(),
+                   injected != 0 ? "failure injected" : "that call was never made: nothing injected");
+  };
+  if (failing_os) say_injected("--fail-os", fail_os, fail_os.rfind("rate:", 0) == 0, failing_os->failures_injected());
+  if (failing_pages)
+    say_injected("--fail-phys", fail_phys, fail_phys.rfind("rate:", 0) == 0, failing_pages->failures_injected());
   if (json) {
     std::cout << replay_result_json(r) << '\n';
   } else {
@@ -284,7 +305,7 @@ int run(int argc, char** argv) {
   app.require_subcommand(1);
   app.failure_message(cli11_failure_message);
 
-  std::string trace, out_path, backing, timeline, region, profile, workload, fail_os;
+  std::string trace, out_path, backing, timeline, region, profile, workload, fail_os, fail_phys;
   std::string check_every_text = "0", seed_text, ops_text, maps_text = "16", timeline_every_text = "1";
   bool json = false, differential = false;
 
@@ -299,9 +320,14 @@ int run(int argc, char** argv) {
   replay_cmd->add_option("--timeline-every", timeline_every_text,
                          "keep every N-th op in the timeline, plus every failed op and the last, N from 1 (every op, "
                          "the default) to 10^12; N > 1 starts the file with a header line saying N")->type_name("N");
-  replay_cmd->add_option("--fail-os", fail_os, "fail one OS call: KIND:N[:ERRNO], the N-th (from 0) call of KIND "
-                                              "(reserve, map_shared, protect-rw, reserve_fixed, ...) with ERRNO (EIO, "
-                                              "ENOMEM, EAGAIN, EPERM, EACCES; default EIO)")->type_name("SPEC");
+  replay_cmd->add_option("--fail-os", fail_os, "fail OS calls: KIND:N[:ERRNO], the N-th (from 0) call of KIND "
+                                              "(reserve, map_shared, protect-rw, reserve_fixed, ...), or rate:P/Q:SEED[:ERRNO], "
+                                              "each fallible call with probability P/Q drawn from SEED; ERRNO EIO (default), "
+                                              "ENOMEM, EAGAIN, EPERM or EACCES")->type_name("SPEC");
+  replay_cmd->add_option("--fail-phys", fail_phys, "fail page allocations: KIND:N[:FAILURE], the N-th (from 0) "
+                                                  "allocation of KIND (block: kmalloc, pages: vmalloc/vmap pages), or "
+                                                  "rate:P/Q:SEED[:FAILURE]; FAILURE no-physical-memory (default) or "
+                                                  "physical-fragmentation")->type_name("SPEC");
   replay_cmd->add_option("--maps", maps_text, "record the address-space map at the first N failures, N from 0 to 1000 "
                                               "(default 16)")->type_name("N");
 
@@ -354,7 +380,7 @@ int run(int argc, char** argv) {
     if (*replay_cmd) {
       code = cmd_replay(trace, json, differential, parse_number_arg("--check-every", check_every_text, 0, kMaxCheckEvery),
                         backing, timeline, parse_number_arg("--timeline-every", timeline_every_text, 1, kMaxCheckEvery),
-                        parse_number_arg("--maps", maps_text, 0, kMaxMaps), fail_os);
+                        parse_number_arg("--maps", maps_text, 0, kMaxMaps), fail_os, fail_phys);
     } else if (*gen_cmd) {
       const std::uint64_t seed = parse_number_arg("--seed", seed_text, 0, UINT64_MAX);
       const std::uint64_t ops = ops_text.empty() ? 0 : parse_number_arg("--ops", ops_text, 1, kMaxOps);

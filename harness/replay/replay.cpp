@@ -53,6 +53,7 @@ class Replayer {
     config.space.lazy_threshold_pages = h.lazy_pages;
     config.phys_bytes = h.phys_bytes;
     config.space.os = options.os;
+    config.page_faults = options.page_faults;
     config.backing = backing_ == Backing::kAnon    ? BackingMode::kAnon
                      : backing_ == Backing::kMemfd ? BackingMode::kMemfd
                                                    : BackingMode::kNone;
@@ -69,6 +70,14 @@ class Replayer {
     result_.header = h;
     result_.differential = options.differential;
   }
+
+  // The allocator is torn down after this body: teardown is no op of the trace, and its unmaps are
+  // documented never to fail, so the interceptor stops injecting (and counting) here.
+  ~Replayer() {
+    if (options_.os != nullptr) options_.os->set_paused(true);
+  }
+  Replayer(const Replayer&) = delete;
+  Replayer& operator=(const Replayer&) = delete;
 
   ReplayResult run() {
     Op op;

@@ -64,9 +64,14 @@ struct ReplayOptions {
   bool stop_at_first_failure = false;  // the minimiser only needs the first one
   std::optional<Backing> backing;      // overrides the trace's `backing` directive
   // An OS interceptor between the allocator and the real OS (a FailingOs for --fail-os); nullptr =
-  // the real OS directly. Paused while check() runs, so injection points are the ops' own calls.
-  // Must outlive the replay.
+  // the real OS directly. Paused while check() runs, so injection points are the ops' own calls,
+  // and left paused when the replay ends (the allocator's teardown is not an op). Must outlive the
+  // replay.
   InterceptingOs* os = nullptr;
+  // The page allocator's fault-injection seam (a FailingPageAllocs for --fail-phys); nullptr = none.
+  // check() allocates no pages, so injection points are the ops' own allocations. Must outlive the
+  // replay.
+  PageAllocFaults* page_faults = nullptr;
   // Called after every op with its index and the op; for timelines. Must not throw.
   std::function<void(std::uint64_t op_index, const Op& op, const VirtualSpace& space, bool ok,
                      FailureKind failure, std::uint64_t offset)>

@@ -7,6 +7,7 @@ devices are still what they were, and that no temporary file is left (the issue:
 import hashlib
 import json
 import os
+import re
 import resource
 import signal
 import stat
@@ -329,6 +330,45 @@ def test_fail_os_injects_one_os_failure_into_a_replay(cli, tmp_path):
         r = run(cli, "replay", t, "--fail-os", spec)
         assert r.returncode == 2 and first_line(r).startswith(f"vmfrag: error: --fail-os: {message}"), r.stderr
     r = run(cli, "replay", t, "--fail-os", "map_shared:1", "--differential")
+    assert r.returncode == 2 and "cannot be combined with --differential" in r.stderr
+
+
+def test_fail_os_rate_fails_the_same_calls_for_a_seed(cli, tmp_path):
+    t = tmp_path / "r.vmtrace"
+    assert run(cli, "gen", "random_size_alloc_test", "--seed", 2, "--ops", 300, "-o", t).returncode == 0
+    outs = [run(cli, "replay", t, "--backing", "memfd", "--fail-os", f"rate:1/8:{seed}", "--check-every", 1, "--json")
+            for seed in (3, 3, 7)]
+    for r in outs:
+        assert r.returncode == 0, r.stderr
+        assert re.fullmatch(r"vmfrag: --fail-os rate:1/8:\d: [1-9]\d* failures? injected\n", r.stderr), r.stderr
+        assert json.loads(r.stdout)["failures_by_kind"], "a 1-in-8 rate failed no allocation"
+    assert outs[0].stdout == outs[1].stdout and outs[0].stderr == outs[1].stderr
+    assert outs[0].stdout != outs[2].stdout
+    # A seed whose draws fail the allocator's own setup (the region's reservation): a clean error.
+    r = run(cli, "replay", t, "--backing", "memfd", "--fail-os", "rate:1/8:6")
+    assert r.returncode == 2 and "error: cannot create the allocator: reserving" in r.stderr, r.stderr
+
+
+def test_fail_phys_injects_page_allocator_failures_into_a_replay(cli, tmp_path):
+    t = tmp_path / "k.vmtrace"
+    t.write_text("vmtrace 1\nregion 16M\nguard 1\nlazy 0\nphys 4M\nbacking memfd\n"
+                 "k 1 8K\na 2 16K\nk 3 4K\na 4 4K\nf 2\nf 1\n")
+    for spec, kinds in (("block:1", {"no-physical-memory": 1}),
+                        ("block:0:physical-fragmentation", {"physical-fragmentation": 1}),
+                        ("pages:1", {"no-physical-memory": 1}),
+                        ("rate:1/1:9", {"no-physical-memory": 4})):
+        r = run(cli, "replay", t, "--fail-phys", spec, "--check-every", 1, "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["failures_by_kind"] == kinds, (spec, r.stdout)
+        said = "4 failures injected" if spec.startswith("rate:") else "failure injected"
+        assert r.stderr == f"vmfrag: --fail-phys {spec}: {said}\n"
+    r = run(cli, "replay", t, "--fail-phys", "block:7")
+    assert r.returncode == 0 and r.stderr == "vmfrag: --fail-phys block:7: that call was never made: nothing injected\n"
+    for spec, message in (("bogus:1", "unknown page allocation 'bogus'"), ("pages:x", "expected KIND:N[:FAILURE]"),
+                          ("pages:1:os-error", "unknown failure 'os-error'"), ("rate:2/1:1", "expected rate:P/Q:SEED")):
+        r = run(cli, "replay", t, "--fail-phys", spec)
+        assert r.returncode == 2 and first_line(r).startswith(f"vmfrag: error: --fail-phys: {message}"), r.stderr
+    r = run(cli, "replay", t, "--fail-phys", "pages:0", "--differential")
     assert r.returncode == 2 and "cannot be combined with --differential" in r.stderr
 
 

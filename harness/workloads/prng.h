@@ -10,23 +10,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "allocator/core/splitmix64.h"
+
 namespace vmfrag {
-
-// SplitMix64 (Steele, Lea, Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014).
-// Used to expand one 64-bit seed into xoshiro's 256-bit state; any seed, including 0, is fine.
-class SplitMix64 {
- public:
-  explicit constexpr SplitMix64(std::uint64_t seed) : state_(seed) {}
-  [[nodiscard]] constexpr std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-
- private:
-  std::uint64_t state_;
-};
 
 // xoshiro256** 1.0 (Blackman, Vigna, "Scrambled linear pseudorandom number generators", 2018).
 // Cost O(1) per draw; never fails; state is 32 bytes.
