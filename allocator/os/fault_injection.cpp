@@ -40,74 +40,67 @@ bool os_call_is_fallible(OsCall call) {
   }
 }
 
-void InterceptingOs::set_paused(bool paused) {
-  std::lock_guard lock(mutex_);
-  paused_ = paused;
-}
-
-int InterceptingOs::intercept(OsCall call) {
-  std::uint64_t index;
+template <typename Forward>
+int InterceptingOs::intercept(OsCallRecord record, Forward forward) {
+  if (paused_.load(std::memory_order_relaxed)) return forward();
   {
     std::lock_guard lock(mutex_);
-    if (paused_) return 0;
-    index = counts_[static_cast<std::size_t>(call)]++;
+    record.index = counts_[static_cast<std::size_t>(record.call)]++;
   }
-  return on_call(call, index);
+  record.result = on_call(record.call, record.index);
+  if (record.result == 0) record.result = forward();
+  on_result(record);
+  return record.result;
 }
 
 int InterceptingOs::reserve(std::size_t bytes, std::size_t align, void** base) {
-  if (const int e = intercept(OsCall::kReserve)) return e;
-  return inner_.reserve(bytes, align, base);
+  return intercept({.call = OsCall::kReserve, .bytes = bytes}, [&] { return inner_.reserve(bytes, align, base); });
 }
 int InterceptingOs::release(void* base, std::size_t bytes) {
-  if (const int e = intercept(OsCall::kRelease)) return e;
-  return inner_.release(base, bytes);
+  return intercept({.call = OsCall::kRelease, .addr = base, .bytes = bytes},
+                   [&] { return inner_.release(base, bytes); });
 }
 int InterceptingOs::memfd_create(const char* name, std::size_t bytes, int* fd) {
-  if (const int e = intercept(OsCall::kMemfdCreate)) return e;
-  return inner_.memfd_create(name, bytes, fd);
+  return intercept({.call = OsCall::kMemfdCreate, .bytes = bytes}, [&] { return inner_.memfd_create(name, bytes, fd); });
 }
 int InterceptingOs::close_fd(int fd) {
-  if (const int e = intercept(OsCall::kCloseFd)) return e;
-  return inner_.close_fd(fd);
+  return intercept({.call = OsCall::kCloseFd, .fd = fd}, [&] { return inner_.close_fd(fd); });
 }
 int InterceptingOs::map_shared(void* addr, std::size_t bytes, int fd, std::uint64_t offset, bool fixed, bool populate,
                                void** out) {
-  if (const int e = intercept(OsCall::kMapShared)) return e;
-  return inner_.map_shared(addr, bytes, fd, offset, fixed, populate, out);
+  return intercept({.call = OsCall::kMapShared, .addr = addr, .bytes = bytes, .fd = fd, .offset = offset,
+                    .fixed = fixed, .populate = populate},
+                   [&] { return inner_.map_shared(addr, bytes, fd, offset, fixed, populate, out); });
 }
 int InterceptingOs::unmap(void* addr, std::size_t bytes) {
-  if (const int e = intercept(OsCall::kUnmap)) return e;
-  return inner_.unmap(addr, bytes);
+  return intercept({.call = OsCall::kUnmap, .addr = addr, .bytes = bytes}, [&] { return inner_.unmap(addr, bytes); });
 }
 int InterceptingOs::protect(void* addr, std::size_t bytes, Protection protection) {
-  if (const int e = intercept(protection == Protection::kNone ? OsCall::kProtectNone : OsCall::kProtectReadWrite))
-    return e;
-  return inner_.protect(addr, bytes, protection);
+  const OsCall call = protection == Protection::kNone ? OsCall::kProtectNone : OsCall::kProtectReadWrite;
+  return intercept({.call = call, .addr = addr, .bytes = bytes}, [&] { return inner_.protect(addr, bytes, protection); });
 }
 int InterceptingOs::drop_pages(void* addr, std::size_t bytes) {
-  if (const int e = intercept(OsCall::kDropPages)) return e;
-  return inner_.drop_pages(addr, bytes);
+  return intercept({.call = OsCall::kDropPages, .addr = addr, .bytes = bytes},
+                   [&] { return inner_.drop_pages(addr, bytes); });
 }
 int InterceptingOs::populate_write(void* addr, std::size_t bytes) {
-  if (const int e = intercept(OsCall::kPopulateWrite)) return e;
-  return inner_.populate_write(addr, bytes);
+  return intercept({.call = OsCall::kPopulateWrite, .addr = addr, .bytes = bytes},
+                   [&] { return inner_.populate_write(addr, bytes); });
 }
 int InterceptingOs::reserve_fixed(void* addr, std::size_t bytes, bool replace) {
-  if (const int e = intercept(replace ? OsCall::kReserveFixed : OsCall::kReserveHole)) return e;
-  return inner_.reserve_fixed(addr, bytes, replace);
+  return intercept({.call = replace ? OsCall::kReserveFixed : OsCall::kReserveHole, .addr = addr, .bytes = bytes},
+                   [&] { return inner_.reserve_fixed(addr, bytes, replace); });
 }
 int InterceptingOs::max_map_count(std::uint64_t* out) {
-  if (const int e = intercept(OsCall::kMaxMapCount)) return e;
-  return inner_.max_map_count(out);
+  return intercept({.call = OsCall::kMaxMapCount}, [&] { return inner_.max_map_count(out); });
 }
 int InterceptingOs::advise_hugepage(void* addr, std::size_t bytes) {
-  if (const int e = intercept(OsCall::kAdviseHugepage)) return e;
-  return inner_.advise_hugepage(addr, bytes);
+  return intercept({.call = OsCall::kAdviseHugepage, .addr = addr, .bytes = bytes},
+                   [&] { return inner_.advise_hugepage(addr, bytes); });
 }
 int InterceptingOs::anon_huge_bytes(void* addr, std::size_t bytes, std::uint64_t* out) {
-  if (const int e = intercept(OsCall::kAnonHugeBytes)) return e;
-  return inner_.anon_huge_bytes(addr, bytes, out);
+  return intercept({.call = OsCall::kAnonHugeBytes, .addr = addr, .bytes = bytes},
+                   [&] { return inner_.anon_huge_bytes(addr, bytes, out); });
 }
 
 std::vector<OsCallRecord> RecordingOs::calls() const {
@@ -115,10 +108,16 @@ std::vector<OsCallRecord> RecordingOs::calls() const {
   return calls_;
 }
 
-int RecordingOs::on_call(OsCall call, std::uint64_t index) {
+std::vector<OsCallRecord> RecordingOs::take_calls() {
   std::lock_guard lock(mutex_);
-  calls_.push_back({call, index});
-  return 0;
+  return std::exchange(calls_, {});
+}
+
+int RecordingOs::on_call(OsCall, std::uint64_t) { return 0; }
+
+void RecordingOs::on_result(const OsCallRecord& record) {
+  std::lock_guard lock(mutex_);
+  calls_.push_back(record);
 }
 
 std::uint64_t FailingOs::failures_injected() const {

@@ -13,6 +13,8 @@
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -53,13 +55,30 @@ enum class OsCall : std::uint8_t {
 // teardown paths rely on never failing (they abort through VMF_CHECK if the OS breaks that promise).
 [[nodiscard]] bool os_call_is_fallible(OsCall call);
 
-// Forwards every call to `inner`, first asking on_call() whether to fail it instead. While paused,
-// calls are forwarded without on_call() and not counted: observation between the steps under test
-// (check(), which maps aliases) then neither fails nor shifts the injection points.
+// One call as an interceptor saw it: its kind, its index among calls of that kind, its arguments
+// (those the kind has; the rest keep their defaults) and what it returned (the injected errno when
+// it was failed).
+struct OsCallRecord {
+  OsCall call = OsCall::kCount;
+  std::uint64_t index = 0;
+  void* addr = nullptr;       // the range's start (none for reserve, which is given no address)
+  std::size_t bytes = 0;
+  int fd = -1;                // map_shared
+  std::uint64_t offset = 0;   // map_shared: file offset
+  bool fixed = false;         // map_shared
+  bool populate = false;      // map_shared
+  int result = 0;
+};
+
+// Forwards every call to `inner`, first asking on_call() whether to fail it instead, and then
+// showing the finished call to on_result(). While paused, calls are forwarded without either and
+// not counted: observation between the steps under test (check(), which maps aliases) then
+// neither fails nor shifts the injection points, and a paused interceptor costs one atomic load
+// per call (benchmarks time the allocator through a paused recorder).
 class InterceptingOs : public OsInterface {
  public:
   explicit InterceptingOs(OsInterface& inner) : inner_(inner) {}
-  void set_paused(bool paused);
+  void set_paused(bool paused) { paused_.store(paused, std::memory_order_relaxed); }
   int reserve(std::size_t bytes, std::size_t align, void** base) override;
   int release(void* base, std::size_t bytes) override;
   int memfd_create(const char* name, std::size_t bytes, int* fd) override;
@@ -80,29 +99,32 @@ class InterceptingOs : public OsInterface {
   // errno fails the call with it (nothing is forwarded). Must be thread-safe if the allocator is
   // shared between threads.
   virtual int on_call(OsCall call, std::uint64_t index) = 0;
+  // Called after each call (forwarded or failed) with its record. Same thread-safety rule.
+  virtual void on_result(const OsCallRecord& record) { (void)record; }
 
  private:
-  int intercept(OsCall call);
+  // Runs one call: counts it, asks on_call, forwards it with `forward` unless failed, reports it.
+  template <typename Forward>
+  int intercept(OsCallRecord record, Forward forward);
   OsInterface& inner_;
   std::mutex mutex_;
   std::array<std::uint64_t, static_cast<std::size_t>(OsCall::kCount)> counts_{};
-  bool paused_ = false;
+  std::atomic<bool> paused_{false};
 };
 
-// One call as recorded.
-struct OsCallRecord {
-  OsCall call;
-  std::uint64_t index;  // among calls of this kind
-};
-
-// Records every call (not paused), in order, and forwards it.
+// Records every call (not paused), in order, and forwards it: the injection points a sequence
+// meets (fault_injection_test), and the exact system calls an operation makes, with their
+// arguments and results (bench/ replays them bare to price the allocator's own work).
 class RecordingOs final : public InterceptingOs {
  public:
   explicit RecordingOs(OsInterface& inner) : InterceptingOs(inner) {}
   [[nodiscard]] std::vector<OsCallRecord> calls() const;
+  // The calls recorded so far, and forgets them.
+  [[nodiscard]] std::vector<OsCallRecord> take_calls();
 
  protected:
   int on_call(OsCall call, std::uint64_t index) override;
+  void on_result(const OsCallRecord& record) override;
 
  private:
   mutable std::mutex mutex_;

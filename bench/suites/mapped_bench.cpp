@@ -22,7 +22,7 @@
 
 #include "allocator/core/assert.h"
 #include "allocator/vmalloc/vmalloc.h"
-#include "bench/os/recording_os.h"
+#include "bench/os/raw_syscalls.h"
 #include "bench/perf/benchmark_perf.h"
 #include "bench/suites/suites.h"
 
@@ -31,10 +31,12 @@ namespace {
 
 constexpr std::uint64_t kPage = 4096;
 
-// A Vmalloc over a RecordingOs with `live` 1-page areas, and the calls of one recorded pair of
-// each size. Recording is off while the allocator is timed (one untaken branch per OS call).
+// A Vmalloc over a RecordingOs (allocator/os/fault_injection.h) with `live` 1-page areas, and the
+// calls of one recorded pair of each size. The recorder is paused except while it records a pair,
+// so the timed allocator pays one atomic load per OS call for it.
 struct MappedFixture : Fixture {
   MappedFixture(BackingMode backing, std::uint64_t live) : os(linux_os()) {
+    os.set_paused(true);
     VmallocConfig c;
     c.space.region_bytes = 1ull << 30;
     c.space.guard_pages = 1;
@@ -50,12 +52,12 @@ struct MappedFixture : Fixture {
       VMF_CHECK(r.ok(), "filling area %llu failed: %s", static_cast<unsigned long long>(i), std::string(failure_name(r.failure)).c_str());
     }
   }
-  std::vector<RecordedOsCall> record_pair(std::uint64_t bytes) {
-    os.start_recording();
-    const VmallocResult r = vm->vmalloc(bytes);
-    VMF_CHECK(r.ok(), "recorded vmalloc failed");
-    VMF_CHECK(vm->vfree(r.addr) == ReleaseStatus::kOk, "recorded vfree failed");
-    return os.stop_recording();
+  std::vector<OsCallRecord> record_pair(std::uint64_t bytes) {
+    return record_calls(os, [&] {
+      const VmallocResult r = vm->vmalloc(bytes);
+      VMF_CHECK(r.ok(), "recorded vmalloc failed");
+      VMF_CHECK(vm->vfree(r.addr) == ReleaseStatus::kOk, "recorded vfree failed");
+    });
   }
   RecordingOs os;
   std::unique_ptr<Vmalloc> vm;
@@ -93,9 +95,9 @@ void BM_BareSyscallsPair(benchmark::State& state) {
   const BackingMode backing = backing_arg(state.range(0));
   const std::uint64_t bytes = static_cast<std::uint64_t>(state.range(1)) * kPage;
   MappedFixture& f = mapped_fixture(backing, static_cast<std::uint64_t>(state.range(2)));
-  const std::vector<RecordedOsCall> calls = f.record_pair(bytes);
+  const std::vector<OsCallRecord> calls = f.record_pair(bytes);
   std::string names;
-  for (const RecordedOsCall& c : calls) names += (names.empty() ? "" : " + ") + recorded_call_name(c.kind);
+  for (const OsCallRecord& c : calls) names += (names.empty() ? "" : " + ") + raw_syscall_name(c.call);
   PerfCounters perf;
   perf.start();
   int differences = 0;
@@ -124,7 +126,7 @@ void BM_InterleavedMappedVsBare(benchmark::State& state) {
   const BackingMode backing = backing_arg(state.range(0));
   const std::uint64_t bytes = static_cast<std::uint64_t>(state.range(1)) * kPage;
   MappedFixture& f = mapped_fixture(backing, static_cast<std::uint64_t>(state.range(2)));
-  const std::vector<RecordedOsCall> calls = f.record_pair(bytes);
+  const std::vector<OsCallRecord> calls = f.record_pair(bytes);
   double vmfrag_s = 0, bare_s = 0, vmfrag_pairs = 0, bare_pairs = 0;
   int differences = 0;
   bool failed = false;
