@@ -142,6 +142,36 @@ def test_results_take_interleaved_ratios_from_their_counters():
     assert [(r.measured, r.goal, r.verdict) for r in rows] == [("1.20x (121 / 100 ns)", "<= 1.25x", "met")]
 
 
+def add_thread_scaling(doc, backing, ns_by_threads):
+    for threads, ns in ns_by_threads.items():
+        name = f"BM_ThreadScaling/backing:{backing}/real_time/threads:{threads}"
+        for rep in range(3):
+            doc["benchmarks"].append({"name": name, "run_name": name, "run_type": "iteration", "threads": threads,
+                                      "real_time": ns + rep, "cpu_time": threads * ns, "time_unit": "ns"})
+
+
+def test_thread_scaling_is_a_real_time_ratio_beside_issue_15s_goal():
+    doc = report()
+    add_thread_scaling(doc, 0, {1: 100.0, 2: 700.0, 4: 400.0})
+    add_thread_scaling(doc, 2, {1: 10000.0, 2: 8000.0})
+    rows = [r for r in bench_results.summary_rows(doc) if r.suite == "threads"]
+    assert [(r.config, r.measured.split(" (")[0], r.goal, r.verdict) for r in rows] == [
+        ("backing none, 2 threads vs 1", "0.14x one thread's ops/s", ">= 1.00x", "NOT met"),
+        ("backing none, 4 threads vs 1", "0.25x one thread's ops/s", "-", ""),
+        ("backing memfd, 2 threads vs 1", "1.25x one thread's ops/s", ">= 1.00x", "met")]
+    ratios = [r for r in bench_results.ratio_definitions(doc) if r["name"].startswith("threads:")]
+    assert [(r["numerator"], r["denominator"], r["goal"]) for r in ratios] == [
+        ("BM_ThreadScaling/backing:0/real_time/threads:2", "BM_ThreadScaling/backing:0/real_time/threads:1",
+         {"max": 1.0}),
+        ("BM_ThreadScaling/backing:0/real_time/threads:4", "BM_ThreadScaling/backing:0/real_time/threads:1", None),
+        ("BM_ThreadScaling/backing:2/real_time/threads:2", "BM_ThreadScaling/backing:2/real_time/threads:1",
+         {"max": 1.0})]
+    # Without the one-thread run there is nothing to compare with: no row, no ratio.
+    doc = report()
+    add_thread_scaling(doc, 0, {2: 700.0})
+    assert not [r for r in bench_results.summary_rows(doc) if r.suite == "threads"]
+
+
 def test_results_reject_a_zero_for_an_unsupported_event():
     doc = report()
     doc["benchmarks"][0]["cycles"] = 0.0

@@ -5,7 +5,8 @@ Pure computation on the parsed JSON (no building, no running), so it is tested o
 Measurements are medians of the repetitions' cpu_time (process CPU time, user + kernel): on a shared
 2-vCPU machine a preempted benchmark's real_time grows while its CPU time does not, so ratios taken
 from CPU time hold better; real_time is in the JSON beside it. Goals are issue 12's and are only
-ever printed beside a measurement, never used in place of one.
+ever printed beside a measurement, never used in place of one. Thread scaling (issue 15) is the one
+exception to CPU time: T threads spend T times the CPU, so its ratio is of real time per operation.
 """
 import math
 import re
@@ -18,6 +19,8 @@ PERF_OUTCOME = re.compile(r"^(user\+kernel|user only \(kernel refused: E[A-Z0-9]
 TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 ORDER_NAMES = {0: "LIFO after sequential fill", 1: "LIFO after churn", 2: "random frees"}
 BACKINGS = {0: "memfd", 1: "anon"}
+BACKING_MODES = {0: "none", 1: "anon", 2: "memfd"}  # BackingMode's values, as BM_ThreadScaling's backing arg
+THREAD_SCALING_GOAL = 1.0  # issue 15: 2 threads at least one thread's throughput (stretch: 1.6x)
 
 
 def args_of(run_name):
@@ -42,6 +45,28 @@ def iterations(doc):
 
 def median_ns(entries):
     return statistics.median(e["cpu_time"] * TIME_UNIT_NS[e["time_unit"]] for e in entries)
+
+
+def median_real_ns(entries):
+    return statistics.median(e["real_time"] * TIME_UNIT_NS[e["time_unit"]] for e in entries)
+
+
+def thread_scaling_pairs(names):
+    """(configuration, threads, numerator, denominator, goal) for each BM_ThreadScaling run with T > 1
+    threads beside the same run with one thread. The ratio is real time per operation with T threads
+    over real time per operation with one, so <= 1.0 means T threads together do at least one
+    thread's work per second; the goal (no collapse) is set for T = 2, the machine's core count."""
+    names = set(names)
+    for name in sorted(names):
+        base, a = args_of(name)
+        if base != "BM_ThreadScaling" or a.get("threads", 1) <= 1:
+            continue
+        single = re.sub(r"/threads:\d+$", "/threads:1", name)
+        if single == name or single not in names:
+            continue
+        extra = ", ".join(f"{k} {v}" for k, v in sorted(a.items()) if k not in ("backing", "threads"))
+        config = f"backing {BACKING_MODES.get(a.get('backing'), a.get('backing'))}" + (f", {extra}" if extra else "")
+        yield config, a["threads"], name, single, THREAD_SCALING_GOAL if a["threads"] == 2 else None
 
 
 def validate(doc):
@@ -161,6 +186,11 @@ def ratio_definitions(doc):
                     "goal": {"max": goal} if goal is not None else None,
                     "description": "issue 12: " + ("exact-fit pair within 1.25x of the minimal baseline" if suite == "1"
                                                    else "mapped pair within 1.15x of its bare system calls")})
+    for config, threads, num, den, goal in thread_scaling_pairs(iterations(doc)):
+        out.append({"name": f"threads: {config}, real time per op with {threads} threads vs 1",
+                    "numerator": num, "denominator": den, "goal": {"max": goal} if goal is not None else None,
+                    "description": "issue 15: <= 1 means the threads together keep one thread's throughput "
+                                   "(no collapse on 2 cores)"})
     return out
 
 
@@ -202,6 +232,13 @@ def summary_rows(doc):
         bare_ns = statistics.median(e["bare_ns"] for e in reps)
         config = f"{BACKINGS[a['backing']]}, {a['pages']} pages, {a['live']:,} live (interleaved, wall time)"
         rows.append(_ratio_row("2", config, vmfrag_ns, bare_ns, 1.15, ratio=ratio))
+    for config, threads, num, den, goal in thread_scaling_pairs(runs):
+        speedup = median_real_ns(runs[den]) / median_real_ns(runs[num])
+        measured = (f"{speedup:.2f}x one thread's ops/s ({median_real_ns(runs[num]):,.0f} / "
+                    f"{median_real_ns(runs[den]):,.0f} ns per op, real time)")
+        verdict = "" if goal is None else ("met" if speedup >= 1 / goal else "NOT met")
+        rows.append(Row("threads", f"{config}, {threads} threads vs 1", measured,
+                        "-" if goal is None else f">= {1 / goal:.2f}x", verdict))
     for name in sorted(med, key=lambda n: args_of(n)[1].get("mib", 0)):
         base, a = args_of(name)
         if base != "BM_PointerChaseVmalloc":
