@@ -12,6 +12,18 @@
 
 namespace vmfrag {
 
+VmallocConfig vmalloc_config_of(const TraceHeader& h) {
+  VmallocConfig config;
+  config.space.region_bytes = h.region_bytes;
+  config.space.guard_pages = h.guard_pages;
+  config.space.lazy_threshold_pages = h.lazy_pages;
+  config.phys_bytes = h.phys_bytes;
+  config.backing = h.backing == Backing::kAnon    ? BackingMode::kAnon
+                   : h.backing == Backing::kMemfd ? BackingMode::kMemfd
+                                                  : BackingMode::kNone;
+  return config;
+}
+
 OpsInstances::OpsInstances() = default;
 OpsInstances::~OpsInstances() = default;
 
@@ -30,14 +42,7 @@ class OpsChecker {
 
   OpsCheckResult run() {
     const TraceHeader& h = in_.header;
-    VmallocConfig config;
-    config.space.region_bytes = h.region_bytes;
-    config.space.guard_pages = h.guard_pages;
-    config.space.lazy_threshold_pages = h.lazy_pages;
-    config.phys_bytes = h.phys_bytes;
-    config.backing = h.backing == Backing::kAnon    ? BackingMode::kAnon
-                     : h.backing == Backing::kMemfd ? BackingMode::kMemfd
-                                                    : BackingMode::kNone;
+    const VmallocConfig config = vmalloc_config_of(h);
     const OpsInstances::Key key{h.region_bytes, h.guard_pages, h.lazy_pages, h.phys_bytes, static_cast<int>(h.backing)};
     if (reuse_ != nullptr) {
       auto it = reuse_->kept_.find(key);

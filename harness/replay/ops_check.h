@@ -34,6 +34,11 @@ struct OpsCheckResult {
 };
 
 class Vmalloc;
+struct VmallocConfig;
+
+// The Vmalloc configuration a trace header describes (region, guard, lazy, phys, backing), as
+// replay builds it; fuzz_ops and the physical hunt create their instances from it.
+[[nodiscard]] VmallocConfig vmalloc_config_of(const TraceHeader& header);
 
 // Allocator instances kept between runs, one per header: creating and destroying one (a memfd, the
 // direct map, the region, and TLB shootdowns when they are unmapped) dominated a short run. After a
