@@ -13,8 +13,8 @@
 #include <memory>
 #include <vector>
 
-#include "harness/decode/op_mutator.h"
 #include "harness/hunt/frag_hunt.h"
+#include "harness/hunt/hunt_mutator.h"
 
 // libFuzzer reads this section as extra coverage. `used` keeps it when nothing else refers to it
 // (clang drops it silently otherwise; a test checks __start___libfuzzer_extra_counters exists).
@@ -57,6 +57,7 @@ extern "C" std::size_t LLVMFuzzerMutate(std::uint8_t* data, std::size_t size, st
 extern "C" std::size_t LLVMFuzzerCustomMutator(std::uint8_t* data, std::size_t size, std::size_t max_size,
                                                unsigned int seed) {
   static const vmfrag::DecodeConfig config = vmfrag::hunt_decode_config();
-  return vmfrag::mutate_half_by_records(data, size, max_size, seed, config, LLVMFuzzerMutate);
+  static vmfrag::HuntSpace space;  // the Robson step runs inputs to learn placements
+  return vmfrag::mutate_hunt_input(data, size, max_size, seed, config, LLVMFuzzerMutate, space);
 }
 #endif
