@@ -141,7 +141,7 @@ HuntSpace::HuntSpace() = default;
 HuntSpace::~HuntSpace() = default;
 
 HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, HuntSpace* reuse,
-                 std::vector<LiveArea>* live_at_end) {
+                 std::vector<LiveArea>* live_before) {
   const TraceHeader& h = input.header;
   std::unique_ptr<VirtualSpace> fresh;
   if (reuse == nullptr || reuse->space_ == nullptr || !(reuse->header_ == h)) {
@@ -169,12 +169,18 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
   std::uint64_t max_id = 0;
   for (const Op& op : input.ops)
     if (op.kind == OpKind::kAlloc) max_id = std::max(max_id, op.id);
-  if (max_id > 4 * input.ops.size() + 1024) return run_hunt(renumbered_ids(input), counters, reuse, live_at_end);
+  if (max_id > 4 * input.ops.size() + 1024) return run_hunt(renumbered_ids(input), counters, reuse, live_before);
   std::vector<std::uint64_t> local_offsets;
   std::vector<std::uint64_t>& offsets = fresh != nullptr ? local_offsets : reuse->offsets_;
   offsets.assign(input.ops.empty() ? 0 : max_id + 1, kNotLive);
   std::uint64_t peak = 0, max_need = 0;
   HuntRun run;
+  auto snapshot = [&offsets](std::vector<LiveArea>* out) {
+    if (out == nullptr) return;
+    out->clear();
+    for (std::uint64_t id = 0; id < offsets.size(); ++id)
+      if (offsets[id] != kNotLive) out->push_back(LiveArea{id, offsets[id] / kPageSize});
+  };
   for (const Op& op : input.ops) {
     const std::uint64_t index = run.ops++;
     if (op.kind == OpKind::kFree) {
@@ -216,12 +222,15 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
             if (offset != kNotLive) (void)space.vfree_offset(offset);
           space.purge();
           reuse->space_.reset();
-          return run_hunt(input, counters, nullptr, live_at_end);
+          return run_hunt(input, counters, nullptr, live_before);
         }
         VMF_CHECK(!f.bound_applies || f.severity > f.floor,
                   "allocator bug: severity %.6f at op %llu is below the first-fit floor %.6f (m = %llu)", f.severity,
                   static_cast<unsigned long long>(index), f.floor, static_cast<unsigned long long>(max_need));
-        if (!run.finding || f.severity < run.finding->severity) run.finding = f;
+        if (!run.finding || f.severity < run.finding->severity) {
+          run.finding = f;
+          snapshot(live_before);
+        }
       }
     }
     const VirtualSpaceStats s = space.stats();
@@ -229,11 +238,7 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
     features.state(peak, s);
   }
   features.finish();
-  if (live_at_end != nullptr) {
-    live_at_end->clear();
-    for (std::uint64_t id = 0; id < offsets.size(); ++id)
-      if (offsets[id] != kNotLive) live_at_end->push_back(LiveArea{id, offsets[id] / kPageSize});
-  }
+  if (!run.finding) snapshot(live_before);
   if (fresh == nullptr) {  // leave the reused space as a fresh one: everything free
     for (const std::uint64_t offset : offsets)
       VMF_CHECK(offset == kNotLive || space.vfree_offset(offset) == FreeStatus::kOk,

@@ -107,10 +107,11 @@ class HuntSpace {
 // counters: kHuntCounterCount bytes to mark, or empty for none.
 // Aborts (VMF_CHECK) when a finding falls below the floor where the bound applies: that is an
 // allocator bug (confirmed on a fresh space first). Deterministic. Cost: O(ops log n), plus
-// creating the space when not reused. live_at_end: when given, receives the areas still live after
-// the last op, in id order (the hunt's mutator plans frees with it).
+// creating the space when not reused. live_before: when given, receives the areas live just
+// before the finding's op (a failed op changes nothing), or after the last op when there is no
+// finding, in id order (the hunt's mutator plans frees with it).
 [[nodiscard]] HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, HuntSpace* reuse = nullptr,
-                               std::vector<LiveArea>* live_at_end = nullptr);
+                               std::vector<LiveArea>* live_before = nullptr);
 
 // The input with its allocating ops' ids renumbered 0, 1, 2... in order and frees following (a
 // free of an id never allocated gets an id no op allocates, which the hunts ignore as they ignore

@@ -22,11 +22,10 @@ std::size_t robson_step(std::uint8_t* data, std::size_t size, std::size_t max_si
   const std::uint64_t guard = in.header.guard_pages, region_pages = in.header.region_bytes / kPageSize;
 
   // Where to step: just before the input's worst failure (the state that failure met), else the end.
-  const HuntRun whole = run_hunt(in, {}, &space);
+  static std::vector<LiveArea> live;  // capacity kept between calls
+  const HuntRun whole = run_hunt(in, {}, &space, &live);
   const std::size_t at = whole.finding ? static_cast<std::size_t>(whole.finding->op) : in.ops.size();
-  DecodedInput prefix{in.header, {in.ops.begin(), in.ops.begin() + static_cast<std::ptrdiff_t>(at)}, {}};
-  std::vector<LiveArea> live;
-  (void)run_hunt(prefix, {}, &space, &live);
+  const DecodedInput prefix{in.header, {in.ops.begin(), in.ops.begin() + static_cast<std::ptrdiff_t>(at)}, {}};
 
   // Needs (pages, guard included) by id, and the largest so far.
   std::vector<std::uint64_t> need_of;

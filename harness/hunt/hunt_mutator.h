@@ -7,8 +7,8 @@
 // back where it was. No hole below can take them, so each phase is placed above everything, and
 // the live need stays flat while the address space is used up. Random record mutations rarely
 // produce such a free pattern: which areas can go depends on where first fit placed them. So the
-// Robson step runs the input (on the hunt's space) up to its worst failure, or to its end, to
-// learn the live areas' offsets, picks a next need n (twice the largest need so far half the
+// Robson step runs the input once (on the hunt's space) to learn the live areas' offsets just
+// before its worst failure, or at its end, picks a next need n (twice the largest need so far half the
 // time, else any larger one up to the config's largest), frees greedily in address order every
 // live area whose release keeps the merged free extent below n pages, and inserts those frees
 // followed by about (freed pages / n) allocations of n pages (±1, or a random count when nothing
@@ -17,7 +17,7 @@
 // that pushes placements higher at a low peak.
 //
 // Guarantees: the output is a valid input of the config (it decodes to the ops built, truncated
-// at whole records to max_size); deterministic in (input, seed). Cost per Robson step: two runs of
+// at whole records to max_size); deterministic in (input, seed). Cost per Robson step: one run of
 // the input plus O(ops × live) to encode the frees.
 #pragma once
 
