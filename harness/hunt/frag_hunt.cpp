@@ -4,6 +4,8 @@
 #include <array>
 #include <ctime>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -259,6 +261,22 @@ void HuntProgress::note(const HuntRun& run) {
   std::fprintf(stderr, "vmfrag-hunt: best %.6f kind %s execs %llu ops %llu cpu %.3f\n", *best_,
                std::string(failure_name(run.finding->kind)).c_str(), static_cast<unsigned long long>(execs_),
                static_cast<unsigned long long>(ops_), cpu);
+}
+
+HuntReporting HuntReporting::from_environment() {
+  HuntReporting r;
+  const char* features = std::getenv("VMFRAG_HUNT_FEATURES");
+  r.features_ = features == nullptr || std::strcmp(features, "0") != 0;
+  if (const char* dir = std::getenv("VMFRAG_FINDINGS_DIR"); dir != nullptr && *dir != '\0')
+    r.writer_ = std::make_unique<FindingWriter>(dir);
+  if (const char* p = std::getenv("VMFRAG_HUNT_PROGRESS"); p != nullptr && std::strcmp(p, "1") == 0)
+    r.progress_ = std::make_unique<HuntProgress>();
+  return r;
+}
+
+void HuntReporting::record(const DecodedInput& input, const HuntRun& run) {
+  if (progress_) progress_->note(run);
+  if (run.finding && writer_) (void)writer_->offer(input, *run.finding);
 }
 
 DecodedInput blind_trace(std::uint64_t seed, std::uint64_t ops, unsigned free_percent) {

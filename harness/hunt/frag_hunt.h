@@ -152,6 +152,23 @@ class HuntProgress {
   std::optional<double> best_;
 };
 
+// What the hunt targets (fuzz_frag_hunt, fuzz_phys_hunt) read from the environment at start-up and
+// do with each run:
+//   VMFRAG_HUNT_FEATURES=0  no state features (coverage only: the evaluation's second arm)
+//   VMFRAG_FINDINGS_DIR=D   offer each run's finding to a FindingWriter on D (the severity ladder)
+//   VMFRAG_HUNT_PROGRESS=1  a HuntProgress line on stderr at each new best severity
+class HuntReporting {
+ public:
+  [[nodiscard]] static HuntReporting from_environment();
+  [[nodiscard]] bool features() const { return features_; }
+  void record(const DecodedInput& input, const HuntRun& run);
+
+ private:
+  bool features_ = true;
+  std::unique_ptr<FindingWriter> writer_;
+  std::unique_ptr<HuntProgress> progress_;
+};
+
 // A blind random trace in the hunt's config, as the evaluation's third arm: `ops` ops, each a free
 // of a uniformly chosen live id with probability free_percent/100 (when something is live), else
 // an allocation of 1..15 pages uniformly. Deterministic in `seed` (harness/workloads/prng.h).
