@@ -45,7 +45,7 @@ extern "C" std::size_t LLVMFuzzerMutate(std::uint8_t* data, std::size_t size, st
 extern "C" std::size_t LLVMFuzzerCustomMutator(std::uint8_t* data, std::size_t size, std::size_t max_size,
                                                unsigned int seed) {
   static const vmfrag::DecodeConfig config = vmfrag::hunt_decode_config();
-  static vmfrag::HuntSpace space;  // the Robson step runs inputs to learn placements
-  return vmfrag::mutate_hunt_input(data, size, max_size, seed, config, LLVMFuzzerMutate, space);
+  static vmfrag::RobsonScratch scratch;  // the Robson step runs inputs to learn placements
+  return vmfrag::mutate_hunt_input(data, size, max_size, seed, config, LLVMFuzzerMutate, scratch);
 }
 #endif

@@ -23,21 +23,34 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "harness/decode/op_mutator.h"
 #include "harness/hunt/frag_hunt.h"
 
 namespace vmfrag {
 
+// What a Robson step reuses from one call to the next: the hunt's space and the buffers (no heap
+// allocation per step once warmed up, bar renumbering and encoding the result).
+struct RobsonScratch {
+  HuntSpace space;
+  DecodedInput in;
+  std::vector<std::uint64_t> decoder_live, need_of;
+  std::vector<LiveArea> live;
+  std::vector<Op> ops;
+  std::vector<bool> gone, is_live;
+};
+
 // One Robson step on `data` (the hunt's decode config `config`), in place; returns the new size
 // (the old one when the input cannot take a step, e.g. the config has no `a` and `f`).
 [[nodiscard]] std::size_t robson_step(std::uint8_t* data, std::size_t size, std::size_t max_size, unsigned seed,
-                                      const DecodeConfig& config, HuntSpace& space);
+                                      const DecodeConfig& config, RobsonScratch& scratch);
 
 // The target's LLVMFuzzerCustomMutator: a Robson step for one seed in four (seed % 4 == 3), else
 // mutate_half_by_records (libFuzzer's byte mutations for even seeds, half the calls; the record
 // mutations for the other quarter).
 [[nodiscard]] std::size_t mutate_hunt_input(std::uint8_t* data, std::size_t size, std::size_t max_size, unsigned seed,
-                                            const DecodeConfig& config, ByteMutator byte_mutate, HuntSpace& space);
+                                            const DecodeConfig& config, ByteMutator byte_mutate,
+                                            RobsonScratch& scratch);
 
 }  // namespace vmfrag
