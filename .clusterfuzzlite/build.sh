@@ -9,7 +9,7 @@
 ROOT="${SRC}/vmfrag"
 [ -d "$ROOT" ] || ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="${WORK:-$OUT/.build}/vmfrag-fuzz"
-TARGETS="fuzz_trace_parser:trace_parser fuzz_frag_hunt:frag_hunt fuzz_ops:ops"
+TARGETS="fuzz_trace_parser:trace_parser fuzz_frag_hunt:frag_hunt fuzz_phys_hunt:phys_hunt fuzz_ops:ops"
 
 if [ ! -f "$BUILD/build.ninja" ]; then
   meson setup "$BUILD" "$ROOT" -Dfuzzing=true -Dtests=false -Dplanted_bug_test=false \
@@ -33,7 +33,7 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
                 z.write(os.path.join(d, f), label + "-" + f)
 PY
   case "$name" in
-    frag_hunt) max_len=1536 ;;
+    frag_hunt|phys_hunt) max_len=1536 ;;
     ops) max_len=1024 ;;
     *) max_len=4096 ;;
   esac

@@ -8,13 +8,10 @@
 // An allocator failure below the Robson/Knuth floor aborts (an allocator bug).
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <memory>
 #include <vector>
 
-#include "harness/decode/op_mutator.h"
 #include "harness/hunt/frag_hunt.h"
+#include "harness/hunt/hunt_mutator.h"
 
 // libFuzzer reads this section as extra coverage. `used` keeps it when nothing else refers to it
 // (clang drops it silently otherwise; a test checks __start___libfuzzer_extra_counters exists).
@@ -23,19 +20,12 @@ __attribute__((used, section("__libfuzzer_extra_counters"))) static std::uint8_t
     vmfrag_hunt_counters[vmfrag::kHuntCounterCount];
 
 namespace {
-bool g_features = true;
-std::unique_ptr<vmfrag::FindingWriter> g_writer;
-std::unique_ptr<vmfrag::HuntProgress> g_progress;
+vmfrag::HuntReporting g_reporting;
 vmfrag::HuntSpace g_space;
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  const char* features = std::getenv("VMFRAG_HUNT_FEATURES");
-  g_features = features == nullptr || std::strcmp(features, "0") != 0;
-  if (const char* dir = std::getenv("VMFRAG_FINDINGS_DIR"); dir != nullptr && *dir != '\0')
-    g_writer = std::make_unique<vmfrag::FindingWriter>(dir);
-  if (const char* p = std::getenv("VMFRAG_HUNT_PROGRESS"); p != nullptr && std::strcmp(p, "1") == 0)
-    g_progress = std::make_unique<vmfrag::HuntProgress>();
+  g_reporting = vmfrag::HuntReporting::from_environment();
   return 0;
 }
 
@@ -44,11 +34,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static vmfrag::DecodedInput input;  // reused: no allocation per input once warmed up
   static std::vector<std::uint64_t> live;
   vmfrag::decode_input_into({data, size}, config, input, live);
-  const vmfrag::HuntRun run =
-      vmfrag::run_hunt(input, g_features ? std::span<std::uint8_t>(vmfrag_hunt_counters) : std::span<std::uint8_t>{},
-                       &g_space);
-  if (g_progress) g_progress->note(run);
-  if (run.finding && g_writer) (void)g_writer->offer(input, *run.finding);
+  const std::span<std::uint8_t> counters =
+      g_reporting.features() ? std::span<std::uint8_t>(vmfrag_hunt_counters) : std::span<std::uint8_t>{};
+  g_reporting.record(input, vmfrag::run_hunt(input, counters, &g_space));
   return 0;
 }
 
@@ -57,6 +45,7 @@ extern "C" std::size_t LLVMFuzzerMutate(std::uint8_t* data, std::size_t size, st
 extern "C" std::size_t LLVMFuzzerCustomMutator(std::uint8_t* data, std::size_t size, std::size_t max_size,
                                                unsigned int seed) {
   static const vmfrag::DecodeConfig config = vmfrag::hunt_decode_config();
-  return vmfrag::mutate_half_by_records(data, size, max_size, seed, config, LLVMFuzzerMutate);
+  static vmfrag::RobsonScratch scratch;  // the Robson step runs inputs to learn placements
+  return vmfrag::mutate_hunt_input(data, size, max_size, seed, config, LLVMFuzzerMutate, scratch);
 }
 #endif

@@ -1,6 +1,7 @@
 // libFuzzer target: decoded ops (every kind, header from the input, backing memfd) on the real
-// Vmalloc beside ReferenceVmalloc, compared after every op, check() after every op, and misuse
-// issued on purpose (harness/replay/ops_check.h). Any disagreement aborts with the op index.
+// Vmalloc beside ReferenceVmalloc, compared after every op, check(kStructure) after every op and
+// check(kFull) at the end, and misuse issued on purpose (harness/replay/ops_check.h). Any
+// disagreement aborts with the op index.
 #include <cinttypes>
 #include <cstddef>
 #include <cstdint>

@@ -3,10 +3,11 @@
 //
 //   vmfrag-fuzz-input decode TARGET INPUT -o OUT.vmtrace   any bytes -> the trace the target runs
 //   vmfrag-fuzz-input encode TARGET TRACE -o OUT [--clamp] a trace -> bytes that decode to it
-//   vmfrag-fuzz-input minimize frag_hunt TRACE -o OUT      a finding -> the smallest trace that still
+//   vmfrag-fuzz-input minimize TARGET TRACE -o OUT         a finding -> the smallest trace that still
 //                                                          fails with its kind at or below its severity
 //
-// TARGET is frag_hunt or ops (their decode configs; trace_parser inputs are traces already).
+// TARGET is frag_hunt, phys_hunt or ops (their decode configs; trace_parser inputs are traces
+// already); minimize takes frag_hunt (a, f, p) or phys_hunt (k, f, p) findings.
 // --clamp first makes the trace expressible (clamp_to_config; for ops the header becomes
 // region 4M, guard 1, lazy 8, phys 4M). Exit 0 ok, 2 bad usage or input (one line on stderr).
 #include <cstdio>
@@ -18,6 +19,7 @@
 
 #include "harness/decode/op_decoder.h"
 #include "harness/hunt/frag_hunt.h"
+#include "harness/hunt/phys_hunt.h"
 #include "harness/minimize/minimizer.h"
 #include "harness/trace/input_error.h"
 #include "harness/trace/trace_reader.h"
@@ -50,10 +52,12 @@ int main(int argc, char** argv) {
   vmfrag::DecodeConfig config;
   if (pos[1] == "frag_hunt") {
     config = vmfrag::hunt_decode_config();
+  } else if (pos[1] == "phys_hunt") {
+    config = vmfrag::phys_hunt_decode_config();
   } else if (pos[1] == "ops") {
     config = vmfrag::ops_decode_config();
   } else {
-    return usage("unknown target '" + pos[1] + "' (frag_hunt or ops)");
+    return usage("unknown target '" + pos[1] + "' (frag_hunt, phys_hunt or ops)");
   }
   std::ifstream in(pos[2], std::ios::binary);
   if (!in) return usage(pos[2] + ": cannot open");
@@ -76,18 +80,16 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", e.what());
       return 2;
     }
-    for (const vmfrag::Op& op : d.ops)
-      if (op.kind != vmfrag::OpKind::kAlloc && op.kind != vmfrag::OpKind::kFree && op.kind != vmfrag::OpKind::kPurge)
-        return usage(pos[2] + ": minimize takes a, f and p ops only");
-    const vmfrag::HuntRun run = vmfrag::run_hunt(d, {});
-    if (!run.finding) return usage(pos[2] + ": no allocation failure to keep");
+    const std::optional<vmfrag::HuntRun> run = vmfrag::run_any_hunt(d);
+    if (!run) return usage(pos[2] + ": minimize takes a, f and p ops or k, f and p ops only");
+    if (!run->finding) return usage(pos[2] + ": no allocation failure to keep");
     const vmfrag::MinimizeResult r = vmfrag::minimize_trace(
-        d.header, d.ops, vmfrag::failure_with_severity(run.finding->kind, run.finding->severity));
-    const vmfrag::HuntRun after = vmfrag::run_hunt(vmfrag::DecodedInput{r.header, r.ops, {}}, {});
+        d.header, d.ops, vmfrag::failure_with_severity(run->finding->kind, run->finding->severity));
+    const std::optional<vmfrag::HuntRun> after = vmfrag::run_any_hunt(vmfrag::DecodedInput{r.header, r.ops, {}});
     std::ostringstream out;
     vmfrag::write_decoded_trace(out, vmfrag::DecodedInput{r.header, r.ops, {}},
                                 "minimised from " + pos[2] + " (" + std::to_string(r.original_ops) + " ops, " +
-                                    std::to_string(r.replays) + " replays)\n" + vmfrag::finding_comment(*after.finding));
+                                    std::to_string(r.replays) + " replays)\n" + vmfrag::finding_comment(*after->finding));
     output = out.str();
   } else {
     std::istringstream text(bytes);

@@ -34,6 +34,10 @@ std::uint64_t alloc_size(std::uint8_t x, std::uint8_t y, const DecodeConfig& c) 
   return size;
 }
 
+std::uint64_t kmalloc_size(std::uint8_t x, std::uint8_t y, const DecodeConfig& c) {
+  return kPageSize * (1 + x % c.kmalloc_max_pages) - std::uint64_t{y} * 8;
+}
+
 std::uint64_t alloc_align(std::uint8_t y, const DecodeConfig& c) {
   return c.aligns ? kPageSize << kAlignShift[y & 7] : kPageSize;
 }
@@ -49,6 +53,14 @@ DecodeConfig hunt_decode_config() {
   c.kinds = "af";
   c.min_pages = 1;
   c.max_pages = 15;
+  return c;
+}
+
+DecodeConfig phys_hunt_decode_config() {
+  DecodeConfig c = hunt_decode_config();
+  c.header.phys_bytes = 1ull << 20;
+  c.kinds = "kf";
+  c.kmalloc_max_pages = 32;
   return c;
 }
 
@@ -85,7 +97,9 @@ DecodedInput decode_input(std::span<const std::uint8_t> bytes, const DecodeConfi
 
 void decode_input_into(std::span<const std::uint8_t> bytes, const DecodeConfig& c, DecodedInput& in,
                        std::vector<std::uint64_t>& live) {
-  VMF_CHECK(!c.kinds.empty() && c.min_pages >= 1 && c.min_pages <= c.max_pages, "bad DecodeConfig");
+  VMF_CHECK(!c.kinds.empty() && c.min_pages >= 1 && c.min_pages <= c.max_pages && c.kmalloc_max_pages >= 1 &&
+                c.kmalloc_max_pages <= 256,
+            "bad DecodeConfig");
   in.ops.clear();
   in.misuse.clear();
   live.clear();  // ids live in the decoded text
@@ -108,7 +122,7 @@ void decode_input_into(std::span<const std::uint8_t> bytes, const DecodeConfig& 
         op = Op{OpKind::kAlloc, next_id, alloc_size(x, y, c), alloc_align(y, c)};
         break;
       case 'k':
-        op = Op{OpKind::kKmalloc, next_id, kPageSize * (1 + x % 128u) - std::uint64_t{y} * 8, kPageSize};
+        op = Op{OpKind::kKmalloc, next_id, kmalloc_size(x, y, c), kPageSize};
         break;
       case 'm':
         op = Op{OpKind::kMapRam, next_id, 1 + x % 96u, kPageSize};
@@ -178,11 +192,16 @@ std::optional<std::vector<std::uint8_t>> encode_input(const TraceHeader& header,
             xy = std::array<std::uint8_t, 2>{static_cast<std::uint8_t>(x), static_cast<std::uint8_t>(y)};
     };
     switch (op.kind) {
-      case OpKind::kAlloc:
+      case OpKind::kAlloc: {
+        // The usual record first (x = pages - min_pages, y = 0), then the exhaustive search.
+        const std::uint64_t x = op.size / kPageSize - std::min(op.size / kPageSize, c.min_pages);
+        if (x < 256 && alloc_size(static_cast<std::uint8_t>(x), 0, c) == op.size && alloc_align(0, c) == op.align)
+          xy = std::array<std::uint8_t, 2>{static_cast<std::uint8_t>(x), 0};
         search([&](std::uint8_t x, std::uint8_t y) { return alloc_size(x, y, c) == op.size && alloc_align(y, c) == op.align; });
         break;
+      }
       case OpKind::kKmalloc:
-        search([&](std::uint8_t x, std::uint8_t y) { return kPageSize * (1 + x % 128u) - std::uint64_t{y} * 8 == op.size; });
+        search([&](std::uint8_t x, std::uint8_t y) { return kmalloc_size(x, y, c) == op.size; });
         break;
       case OpKind::kMapRam:
         search([&](std::uint8_t x, std::uint8_t) { return 1 + x % 96u == op.size; });
@@ -240,7 +259,7 @@ DecodedInput clamp_to_config(const TraceHeader& header, const std::vector<Op>& o
       const std::uint64_t pages = std::clamp<std::uint64_t>(op.size / kPageSize + (op.size % kPageSize != 0), c.min_pages, c.max_pages);
       o.size = pages * kPageSize;
     } else if (o.kind == OpKind::kKmalloc) {
-      o.size = kPageSize * std::clamp<std::uint64_t>(op.size / kPageSize + (op.size % kPageSize != 0), 1, 128);
+      o.size = kPageSize * std::clamp<std::uint64_t>(op.size / kPageSize + (op.size % kPageSize != 0), 1, c.kmalloc_max_pages);
     } else if (o.kind == OpKind::kMapRam) {
       o.size = std::clamp<std::uint64_t>(op.size, 1, 96);
     } else if (o.kind == OpKind::kHuge) {

@@ -15,7 +15,7 @@
 //      4096 << {0,0,0,0,0,1,4,9}[y & 7]; x == 255 and zero_sizes: size 0 (invalid-argument)
 //   f  frees live id number (x | y << 8) % live in the decoder's live list (swap-remove order);
 //      dropped when nothing is live
-//   k  size = 4096 * (1 + x % 128) - y * 8
+//   k  size = 4096 * (1 + x % kmalloc_max_pages) - y * 8 (kmalloc_max_pages 128 unless the config says)
 //   m  pages = 1 + x % 96 (both sides of vm_map_ram's 64-page block limit)
 //   h  size = (1 + x % 6) * 512 KiB - y * 16
 //   p  purge
@@ -54,6 +54,7 @@ struct DecodeConfig {
   TraceHeader header;  // the fixed header, or the source of `backing` when decoded from bytes
   std::string kinds = "af";  // op table, letters of OpKind plus kMisuseSelector
   std::uint64_t min_pages = 1, max_pages = 15;  // `a` sizes in pages
+  std::uint64_t kmalloc_max_pages = 128;        // `k` sizes: 1..kmalloc_max_pages pages (<= 256)
   bool subpage_sizes = false;
   bool aligns = false;
   bool zero_sizes = false;
@@ -63,6 +64,9 @@ struct DecodeConfig {
 // fuzz_frag_hunt's config: region 1 MiB, guard 1, lazy 0, phys 256M, backing none; only `a` of
 // 1..15 whole pages at page alignment and `f` (so the Robson/Knuth bound's conditions hold).
 [[nodiscard]] DecodeConfig hunt_decode_config();
+// fuzz_phys_hunt's config: region 1 MiB, guard 1, lazy 0, phys 1 MiB (256 pages), backing none;
+// only `k` of 1..32 pages (orders 0-5) and `f`: the buddy allocator's fragmentation, alone.
+[[nodiscard]] DecodeConfig phys_hunt_decode_config();
 // fuzz_ops's config: header from bytes, backing memfd, every op kind and misuse.
 [[nodiscard]] DecodeConfig ops_decode_config();
 

@@ -58,8 +58,12 @@ std::size_t mutate_records(std::uint8_t* data, std::size_t size, std::size_t max
                                                   static_cast<std::uint8_t>(rng.below(256))};
   };
   auto index = [&](std::size_t n) { return static_cast<std::size_t>(rng.below(n)); };
-  const std::size_t a_sel = c.kinds.find('a'), f_sel = c.kinds.find('f');
+  // The allocating kind the phases use: vmalloc, else kmalloc (the physical hunt's table), with the
+  // number of sizes its x byte picks among.
+  const bool vmalloc_phases = c.kinds.find('a') != std::string::npos;
+  const std::size_t a_sel = vmalloc_phases ? c.kinds.find('a') : c.kinds.find('k'), f_sel = c.kinds.find('f');
   const bool phases = a_sel != std::string::npos && f_sel != std::string::npos;
+  const std::uint64_t phase_sizes = vmalloc_phases ? c.max_pages - c.min_pages + 1 : c.kmalloc_max_pages;
   switch (recs.empty() ? (phases ? 6 : 0) : rng.below(phases ? 8 : 6)) {
     case 0:  // insert
       if (recs.size() < cap) {
@@ -87,9 +91,20 @@ std::size_t mutate_records(std::uint8_t* data, std::size_t size, std::size_t max
     }
     case 4: {  // resize an allocation
       const std::size_t a = c.kinds.find('a');
-      std::vector<std::size_t> allocs;
-      for (std::size_t i = 0; i < recs.size(); ++i)
-        if (a != std::string::npos && c.kinds[recs[i][0] % c.kinds.size()] == 'a') allocs.push_back(i);
+      std::vector<std::size_t> allocs, kmallocs;
+      for (std::size_t i = 0; i < recs.size(); ++i) {
+        const char kind = c.kinds[recs[i][0] % c.kinds.size()];
+        if (kind == 'a') allocs.push_back(i);
+        if (kind == 'k') kmallocs.push_back(i);
+      }
+      if (a == std::string::npos && !kmallocs.empty()) {
+        // kmalloc: 2^j pages (a whole block) or 2^j + 1 (the next order, half of it wasted).
+        auto& r = recs[kmallocs[index(kmallocs.size())]];
+        const std::uint64_t p = std::uint64_t{1} << rng.below(8);
+        r[1] = static_cast<std::uint8_t>((p - 1 + rng.below(2)) % c.kmalloc_max_pages);
+        r[2] = 0;
+        break;
+      }
       if (allocs.empty()) break;
       auto& r = recs[allocs[index(allocs.size())]];
       const std::uint64_t span = c.max_pages - c.min_pages + 1;
@@ -112,7 +127,7 @@ std::size_t mutate_records(std::uint8_t* data, std::size_t size, std::size_t max
       std::uint64_t next_id = 0;
       std::vector<std::uint64_t> live = live_after(recs, at, c, next_id);
       const std::uint64_t count = 2 + rng.below(31), stride = 2 + rng.below(2), first = rng.below(stride);
-      const auto x = static_cast<std::uint8_t>(rng.below(c.max_pages - c.min_pages + 1));
+      const auto x = static_cast<std::uint8_t>(rng.below(phase_sizes));
       std::vector<Record> phase;
       for (std::uint64_t i = 0; i < count; ++i) {
         phase.push_back(Record{static_cast<std::uint8_t>(a_sel), x, 0});

@@ -8,12 +8,13 @@
 //   swap      two records
 //   repeat    a run of 1..8 records 1..4 more times right after itself (allocation bursts)
 //   resize    an allocation's size to an interesting value: 1 page, the largest, powers of two,
-//             page - 31 and page - 3937 bytes (subpage configs), size 0, the alignment extremes
+//             page - 31 and page - 3937 bytes (subpage configs), size 0, the alignment extremes;
+//             a kmalloc's (tables with k but no a) to 2^j or 2^j + 1 pages
 //   kind      a record's op kind to another entry of the table
-//   phase     (tables with a and f) a burst of 2-32 allocations of one size, then every other or
+//   phase     (tables with a, or else k, and f) a burst of 2-32 allocations of one size, then every other or
 //             every third of them freed: the holes address-ordered first fit leaves behind and
 //             cannot reuse for the next, larger phase (Robson's adversary is a sequence of these)
-//   thin out  (tables with a and f) frees every other or third live area from a point of the
+//   thin out  (tables with a or k, and f) frees every other or third live area from a point of the
 //             allocation order on, widening old holes just short of a later request
 //   Phases and thin-outs go at the end half the time (earlier, they shift the meaning of the frees
 //   after them: a free names a live id by its place in the decoder's list); their frees are

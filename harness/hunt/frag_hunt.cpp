@@ -4,6 +4,8 @@
 #include <array>
 #include <ctime>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -18,11 +20,6 @@ namespace vmfrag {
 namespace {
 
 std::uint64_t pages_of(std::uint64_t bytes) { return (bytes + kPageSize - 1) / kPageSize; }
-
-std::size_t bucket(double fraction, std::size_t buckets) {
-  if (!(fraction > 0)) return 0;
-  return std::min(buckets - 1, static_cast<std::size_t>(fraction * static_cast<double>(buckets)));
-}
 
 // The state features (IJON-style annotations). Each is a "Pareto" mark: an input is new to
 // libFuzzer only when it improves a frontier, never for landing on a worse value than one already
@@ -61,13 +58,13 @@ class Features {
     if (c_.empty()) return;
     const std::size_t p = peak_bucket(peak_pages);
     min_free_[p] = std::min(min_free_[p], free_bucket(s.largest_free_bytes / kPageSize));
-    c_[kLive + bucket(static_cast<double>(s.live_reserved_bytes / kPageSize) / static_cast<double>(region_pages_), 64)] = 1;
+    c_[kLive + fraction_bucket(static_cast<double>(s.live_reserved_bytes / kPageSize) / static_cast<double>(region_pages_), 64)] = 1;
   }
   void failure(double severity, std::uint64_t need_pages) {
     if (c_.empty()) return;
-    mark_from(kLadder + bucket(severity, 128), kLadder + 128);
+    mark_from(kLadder + fraction_bucket(severity, 128), kLadder + 128);
     const std::size_t row = kNeedLadder + std::min<std::uint64_t>(need_pages, 16) % 16 * 16;
-    mark_from(row + bucket(severity, 16), row + 16);
+    mark_from(row + fraction_bucket(severity, 16), row + 16);
   }
   // At the end of a run: marks the free-space frontier (every cell at or above it).
   void finish() {
@@ -92,7 +89,7 @@ class Features {
   static std::size_t free_bucket(std::uint64_t pages) {
     return pages < 16 ? static_cast<std::size_t>(pages) : std::min<std::size_t>(kFreeBuckets - 1, 16 + (pages - 16) / 15);
   }
-  void mark_from(std::size_t from, std::size_t to) { std::fill(c_.begin() + static_cast<std::ptrdiff_t>(from), c_.begin() + static_cast<std::ptrdiff_t>(to), 1); }
+  void mark_from(std::size_t from, std::size_t to) { mark_counters(c_, from, to); }
 
   std::span<std::uint8_t> c_;
   std::uint64_t region_pages_;
@@ -101,6 +98,15 @@ class Features {
 };
 
 }  // namespace
+
+std::size_t fraction_bucket(double fraction, std::size_t buckets) {
+  if (!(fraction > 0)) return 0;
+  return std::min(buckets - 1, static_cast<std::size_t>(fraction * static_cast<double>(buckets)));
+}
+
+void mark_counters(std::span<std::uint8_t> c, std::size_t from, std::size_t to) {
+  std::fill(c.begin() + static_cast<std::ptrdiff_t>(from), c.begin() + static_cast<std::ptrdiff_t>(to), 1);
+}
 
 double robson_floor(std::uint64_t m) {
   VMF_CHECK(m >= 1, "m = 0");
@@ -117,13 +123,13 @@ namespace {
 
 constexpr std::uint64_t kNotLive = ~std::uint64_t{0};
 
-// The input with its allocations' ids renumbered 0, 1, 2... in order (frees follow; a free of an id
-// never allocated gets kNotLive, which run_hunt ignores as it ignores such frees).
-DecodedInput renumbered(const DecodedInput& input) {
+}  // namespace
+
+DecodedInput renumbered_ids(const DecodedInput& input) {
   DecodedInput out = input;
   std::unordered_map<std::uint64_t, std::uint64_t> ids;
   for (Op& op : out.ops) {
-    if (op.kind == OpKind::kAlloc) {
+    if (op.kind != OpKind::kFree && op.kind != OpKind::kPurge) {
       op.id = ids.emplace(op.id, ids.size()).first->second;
     } else if (op.kind == OpKind::kFree) {
       auto it = ids.find(op.id);
@@ -133,12 +139,11 @@ DecodedInput renumbered(const DecodedInput& input) {
   return out;
 }
 
-}  // namespace
-
 HuntSpace::HuntSpace() = default;
 HuntSpace::~HuntSpace() = default;
 
-HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, HuntSpace* reuse) {
+HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, HuntSpace* reuse,
+                 std::vector<LiveArea>* live_before) {
   const TraceHeader& h = input.header;
   std::unique_ptr<VirtualSpace> fresh;
   if (reuse == nullptr || reuse->space_ == nullptr || !(reuse->header_ == h)) {
@@ -166,12 +171,18 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
   std::uint64_t max_id = 0;
   for (const Op& op : input.ops)
     if (op.kind == OpKind::kAlloc) max_id = std::max(max_id, op.id);
-  if (max_id > 4 * input.ops.size() + 1024) return run_hunt(renumbered(input), counters, reuse);
+  if (max_id > 4 * input.ops.size() + 1024) return run_hunt(renumbered_ids(input), counters, reuse, live_before);
   std::vector<std::uint64_t> local_offsets;
   std::vector<std::uint64_t>& offsets = fresh != nullptr ? local_offsets : reuse->offsets_;
   offsets.assign(input.ops.empty() ? 0 : max_id + 1, kNotLive);
   std::uint64_t peak = 0, max_need = 0;
   HuntRun run;
+  auto snapshot = [&offsets](std::vector<LiveArea>* out) {
+    if (out == nullptr) return;
+    out->clear();
+    for (std::uint64_t id = 0; id < offsets.size(); ++id)
+      if (offsets[id] != kNotLive) out->push_back(LiveArea{id, offsets[id] / kPageSize});
+  };
   for (const Op& op : input.ops) {
     const std::uint64_t index = run.ops++;
     if (op.kind == OpKind::kFree) {
@@ -213,12 +224,15 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
             if (offset != kNotLive) (void)space.vfree_offset(offset);
           space.purge();
           reuse->space_.reset();
-          return run_hunt(input, counters, nullptr);
+          return run_hunt(input, counters, nullptr, live_before);
         }
         VMF_CHECK(!f.bound_applies || f.severity > f.floor,
                   "allocator bug: severity %.6f at op %llu is below the first-fit floor %.6f (m = %llu)", f.severity,
                   static_cast<unsigned long long>(index), f.floor, static_cast<unsigned long long>(max_need));
-        if (!run.finding || f.severity < run.finding->severity) run.finding = f;
+        if (!run.finding || f.severity < run.finding->severity) {
+          run.finding = f;
+          snapshot(live_before);
+        }
       }
     }
     const VirtualSpaceStats s = space.stats();
@@ -226,6 +240,7 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
     features.state(peak, s);
   }
   features.finish();
+  if (!run.finding) snapshot(live_before);
   if (fresh == nullptr) {  // leave the reused space as a fresh one: everything free
     for (const std::uint64_t offset : offsets)
       VMF_CHECK(offset == kNotLive || space.vfree_offset(offset) == FreeStatus::kOk,
@@ -246,6 +261,22 @@ void HuntProgress::note(const HuntRun& run) {
   std::fprintf(stderr, "vmfrag-hunt: best %.6f kind %s execs %llu ops %llu cpu %.3f\n", *best_,
                std::string(failure_name(run.finding->kind)).c_str(), static_cast<unsigned long long>(execs_),
                static_cast<unsigned long long>(ops_), cpu);
+}
+
+HuntReporting HuntReporting::from_environment() {
+  HuntReporting r;
+  const char* features = std::getenv("VMFRAG_HUNT_FEATURES");
+  r.features_ = features == nullptr || std::strcmp(features, "0") != 0;
+  if (const char* dir = std::getenv("VMFRAG_FINDINGS_DIR"); dir != nullptr && *dir != '\0')
+    r.writer_ = std::make_unique<FindingWriter>(dir);
+  if (const char* p = std::getenv("VMFRAG_HUNT_PROGRESS"); p != nullptr && std::strcmp(p, "1") == 0)
+    r.progress_ = std::make_unique<HuntProgress>();
+  return r;
+}
+
+void HuntReporting::record(const DecodedInput& input, const HuntRun& run) {
+  if (progress_) progress_->note(run);
+  if (run.finding && writer_) (void)writer_->offer(input, *run.finding);
 }
 
 DecodedInput blind_trace(std::uint64_t seed, std::uint64_t ops, unsigned free_percent) {
@@ -274,7 +305,10 @@ std::string finding_comment(const HuntFinding& f) {
   std::snprintf(buf, sizeof buf, "finding: %s at op %llu (the last op)\n", std::string(failure_name(f.kind)).c_str(),
                 static_cast<unsigned long long>(f.op));
   out += buf;
-  std::snprintf(buf, sizeof buf, "severity %.6f = peak live need %llu pages (guard and failing request of %llu included) / region %llu pages\n",
+  const bool physical = f.kind == FailureKind::kPhysicalFragmentation || f.kind == FailureKind::kNoPhysicalMemory;
+  std::snprintf(buf, sizeof buf,
+                physical ? "severity %.6f = peak live physical pages %llu (the failing request's block of %llu included) / physical memory %llu pages\n"
+                         : "severity %.6f = peak live need %llu pages (guard and failing request of %llu included) / region %llu pages\n",
                 f.severity, static_cast<unsigned long long>(f.peak_need_pages), static_cast<unsigned long long>(f.need_pages),
                 static_cast<unsigned long long>(f.region_pages));
   out += buf;
@@ -286,6 +320,10 @@ std::string finding_comment(const HuntFinding& f) {
   }
   out += buf;
   out += "signature " + f.signature();
+  if (!f.buddy_free_blocks.empty()) {
+    out += "\nbuddy free blocks by order at the failure:";
+    for (const std::uint64_t n : f.buddy_free_blocks) out += " " + std::to_string(n);
+  }
   return out;
 }
 

@@ -39,6 +39,12 @@ namespace vmfrag {
 class VirtualSpace;
 struct HuntRun;
 
+// A live area at the end of a run: its id and its first page from the region's start.
+struct LiveArea {
+  std::uint64_t id = 0;
+  std::uint64_t offset_pages = 0;
+};
+
 struct HuntFinding {
   FailureKind kind = FailureKind::kNone;
   std::uint64_t op = 0;               // index of the failing op in the decoded ops
@@ -50,6 +56,9 @@ struct HuntFinding {
   bool bound_applies = false;
   double floor = 0;                   // ln 2 / H_m when bound_applies, else 0
   std::string bound_note;             // when !bound_applies: which condition fails
+  // Physical findings (phys_hunt.h) only: the buddy allocator's free blocks per order at the
+  // failure; need_pages is then the failing block's pages, region_pages the physical pages.
+  std::vector<std::uint64_t> buddy_free_blocks;
   [[nodiscard]] std::string signature() const;
 };
 
@@ -70,6 +79,11 @@ struct HuntRun {
   std::optional<HuntFinding> finding;  // the failure of lowest severity
 };
 
+// Shared by the hunts' state features: the bucket of a fraction of [0, 1] among `buckets` (the
+// last one for 1 and above, 0 for 0 and below), and marking counters [from, to) with 1.
+[[nodiscard]] std::size_t fraction_bucket(double fraction, std::size_t buckets);
+void mark_counters(std::span<std::uint8_t> counters, std::size_t from, std::size_t to);
+
 // A VirtualSpace kept between runs of the same header: creating one costs a reservation and a
 // 1024-node pool (most of a short run under ASan). A run frees what it left live, so the space
 // returns to one free extent covering the region; placements depend only on the free extents
@@ -82,7 +96,7 @@ class HuntSpace {
   HuntSpace& operator=(const HuntSpace&) = delete;
 
  private:
-  friend HuntRun run_hunt(const DecodedInput&, std::span<std::uint8_t>, HuntSpace*);
+  friend HuntRun run_hunt(const DecodedInput&, std::span<std::uint8_t>, HuntSpace*, std::vector<LiveArea>*);
   std::unique_ptr<VirtualSpace> space_;
   TraceHeader header_;
   std::vector<std::uint64_t> offsets_;  // run_hunt's live id -> offset table, kept for its capacity
@@ -93,8 +107,16 @@ class HuntSpace {
 // counters: kHuntCounterCount bytes to mark, or empty for none.
 // Aborts (VMF_CHECK) when a finding falls below the floor where the bound applies: that is an
 // allocator bug (confirmed on a fresh space first). Deterministic. Cost: O(ops log n), plus
-// creating the space when not reused.
-[[nodiscard]] HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, HuntSpace* reuse = nullptr);
+// creating the space when not reused. live_before: when given, receives the areas live just
+// before the finding's op (a failed op changes nothing), or after the last op when there is no
+// finding, in id order (the hunt's mutator plans frees with it).
+[[nodiscard]] HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, HuntSpace* reuse = nullptr,
+                               std::vector<LiveArea>* live_before = nullptr);
+
+// The input with its allocating ops' ids renumbered 0, 1, 2... in order and frees following (a
+// free of an id never allocated gets an id no op allocates, which the hunts ignore as they ignore
+// frees of ids not live). The hunts run a trace with sparse ids this way.
+[[nodiscard]] DecodedInput renumbered_ids(const DecodedInput& input);
 
 // ln 2 / H_m. m >= 1.
 [[nodiscard]] double robson_floor(std::uint64_t m);
@@ -130,12 +152,32 @@ class HuntProgress {
   std::optional<double> best_;
 };
 
+// What the hunt targets (fuzz_frag_hunt, fuzz_phys_hunt) read from the environment at start-up and
+// do with each run:
+//   VMFRAG_HUNT_FEATURES=0  no state features (coverage only: the evaluation's second arm)
+//   VMFRAG_FINDINGS_DIR=D   offer each run's finding to a FindingWriter on D (the severity ladder)
+//   VMFRAG_HUNT_PROGRESS=1  a HuntProgress line on stderr at each new best severity
+class HuntReporting {
+ public:
+  [[nodiscard]] static HuntReporting from_environment();
+  [[nodiscard]] bool features() const { return features_; }
+  void record(const DecodedInput& input, const HuntRun& run);
+
+ private:
+  bool features_ = true;
+  std::unique_ptr<FindingWriter> writer_;
+  std::unique_ptr<HuntProgress> progress_;
+};
+
 // A blind random trace in the hunt's config, as the evaluation's third arm: `ops` ops, each a free
 // of a uniformly chosen live id with probability free_percent/100 (when something is live), else
 // an allocation of 1..15 pages uniformly. Deterministic in `seed` (harness/workloads/prng.h).
 [[nodiscard]] DecodedInput blind_trace(std::uint64_t seed, std::uint64_t ops, unsigned free_percent);
 
-// The finding's `#` comment block (severity, floor or why not, signature), one item per line.
+// The finding's `#` comment block (severity, floor or why not, signature, and for physical
+// findings the buddy allocator's free blocks per order), one item per line. Physical findings say
+// "peak live physical pages ... / physical memory N pages" where virtual ones say "peak live need
+// ... / region N pages".
 [[nodiscard]] std::string finding_comment(const HuntFinding& finding);
 
 }  // namespace vmfrag

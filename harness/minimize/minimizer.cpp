@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "harness/hunt/frag_hunt.h"
+#include "harness/hunt/phys_hunt.h"
 #include "harness/replay/replay.h"
 
 namespace vmfrag {
@@ -227,11 +228,9 @@ MinimizeResult minimize_trace(const TraceHeader& header, const std::vector<Op>& 
 
 MinimizePredicate failure_with_severity(FailureKind kind, double max_severity) {
   return [kind, max_severity](const TraceHeader& h, const std::vector<Op>& ops) -> std::optional<std::size_t> {
-    for (const Op& op : ops)
-      if (op.kind != OpKind::kAlloc && op.kind != OpKind::kFree && op.kind != OpKind::kPurge) return std::nullopt;
-    const HuntRun run = run_hunt(DecodedInput{h, ops, {}}, {});
-    if (!run.finding || run.finding->kind != kind || run.finding->severity > max_severity) return std::nullopt;
-    return run.finding->op + 1;
+    const std::optional<HuntRun> run = run_any_hunt(DecodedInput{h, ops, {}});
+    if (!run || !run->finding || run->finding->kind != kind || run->finding->severity > max_severity) return std::nullopt;
+    return run->finding->op + 1;
   };
 }
 

@@ -48,9 +48,10 @@ using MinimizePredicate = std::function<std::optional<std::size_t>(const TraceHe
                                             const MinimizePredicate& interesting);
 
 // Predicates.
-// A failure of `kind` whose hunt severity (harness/hunt/frag_hunt.h: peak live need incl. guard and
-// the failing request / region) is at most max_severity: "a virtual-fragmentation failure with
-// severity <= S". Needs a trace of a, f and p ops only (others: not interesting).
+// A failure of `kind` whose hunt severity is at most max_severity: "a virtual-fragmentation failure
+// with severity <= S". The trace is scored by run_any_hunt (harness/hunt/phys_hunt.h): a, f and p
+// ops by the virtual hunt (peak live need incl. guard and the failing request / region), k, f and
+// p by the physical one (peak live block pages / physical pages); any other mix is not interesting.
 [[nodiscard]] MinimizePredicate failure_with_severity(FailureKind kind, double max_severity);
 // The same bug: replay --differential (check() every op) stops with a divergence or an invariant
 // violation whose description starts with `prefix`: the allocator's side of a divergence (e.g.

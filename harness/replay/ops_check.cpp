@@ -12,6 +12,18 @@
 
 namespace vmfrag {
 
+VmallocConfig vmalloc_config_of(const TraceHeader& h) {
+  VmallocConfig config;
+  config.space.region_bytes = h.region_bytes;
+  config.space.guard_pages = h.guard_pages;
+  config.space.lazy_threshold_pages = h.lazy_pages;
+  config.phys_bytes = h.phys_bytes;
+  config.backing = h.backing == Backing::kAnon    ? BackingMode::kAnon
+                   : h.backing == Backing::kMemfd ? BackingMode::kMemfd
+                                                  : BackingMode::kNone;
+  return config;
+}
+
 OpsInstances::OpsInstances() = default;
 OpsInstances::~OpsInstances() = default;
 
@@ -30,14 +42,7 @@ class OpsChecker {
 
   OpsCheckResult run() {
     const TraceHeader& h = in_.header;
-    VmallocConfig config;
-    config.space.region_bytes = h.region_bytes;
-    config.space.guard_pages = h.guard_pages;
-    config.space.lazy_threshold_pages = h.lazy_pages;
-    config.phys_bytes = h.phys_bytes;
-    config.backing = h.backing == Backing::kAnon    ? BackingMode::kAnon
-                     : h.backing == Backing::kMemfd ? BackingMode::kMemfd
-                                                    : BackingMode::kNone;
+    const VmallocConfig config = vmalloc_config_of(h);
     const OpsInstances::Key key{h.region_bytes, h.guard_pages, h.lazy_pages, h.phys_bytes, static_cast<int>(h.backing)};
     if (reuse_ != nullptr) {
       auto it = reuse_->kept_.find(key);
@@ -61,10 +66,11 @@ class OpsChecker {
       step(i, in_.ops[i]);
       ++result_.ops;
       if (result_.ok()) compare_state(i);
-      if (result_.ok() && options_.check_every != 0 && (i + 1) % options_.check_every == 0) check(i);
+      if (result_.ok() && options_.check_every != 0 && (i + 1) % options_.check_every == 0)
+        check(i, CheckDepth::kStructure);
     }
     for (; m < in_.misuse.size() && result_.ok(); ++m) misuse(in_.ops.size(), in_.misuse[m]);
-    if (result_.ok()) check(in_.ops.size());
+    if (result_.ok()) check(in_.ops.size(), CheckDepth::kFull);
     if (result_.ok()) release_all(in_.ops.size(), key);
     return result_;
   }
@@ -224,8 +230,8 @@ class OpsChecker {
       fail(i, "free pages: allocator " + std::to_string(free_pages) + ", reference " + std::to_string(ref_->free_pages()));
   }
 
-  void check(std::uint64_t i) {
-    if (std::string why = vm_->check(); !why.empty()) return fail(i, "check(): " + why);
+  void check(std::uint64_t i, CheckDepth depth) {
+    if (std::string why = vm_->check(depth); !why.empty()) return fail(i, "check(): " + why);
     if (std::string why = ref_->validate(); !why.empty()) fail(i, "reference validate(): " + why);
   }
 

@@ -1,7 +1,8 @@
 // The oracle of fuzz_ops: a decoded input driven through the real Vmalloc and ReferenceVmalloc side
 // by side, compared after every op — outcome (failure kind, offset, pfns), the address-space
-// statistics, the free page count — with Vmalloc::check() and the reference's validate() every
-// `check_every` ops. The input's misuse actions (double, interior, foreign and cross-API frees) are
+// statistics, the free page count — with Vmalloc::check(CheckDepth::kStructure) and the
+// reference's validate() after every op (`check_every`), and Vmalloc::check(CheckDepth::kFull) at
+// the end of the input. The input's misuse actions (double, interior, foreign and cross-API frees) are
 // issued on purpose: each must be refused, counted as misuse, and change nothing.
 //
 // Deterministic: the same input gives the same result. Never throws; the result names the first
@@ -19,10 +20,14 @@
 namespace vmfrag {
 
 struct OpsCheckOptions {
-  // Vmalloc::check() and validate() every N ops and at the end. Not 1: check() probes aliasing with
-  // a fresh mmap per buddy order (~11 mappings), which cost 85 % of a run at every op (the
-  // comparison with the reference still runs after every op).
-  std::uint64_t check_every = 32;
+  // Vmalloc::check(kStructure) and the reference's validate() every N ops (0: never). kStructure
+  // recomputes every structural invariant of the address space, the buddy allocator and the
+  // vmalloc layer from their own bookkeeping (trees, tiling, ownership, page accounting, counters)
+  // without a system call, so it can run after every op; at the end of the input, whatever N,
+  // check(kFull) adds the probes (fit searches against a linear scan, the memfd aliasing probe
+  // through a second mapping, sampled writes through areas read back through the direct map),
+  // which map pages and cost ~85 % of a run when they ran after every op.
+  std::uint64_t check_every = 1;
 };
 
 struct OpsCheckResult {
@@ -34,6 +39,11 @@ struct OpsCheckResult {
 };
 
 class Vmalloc;
+struct VmallocConfig;
+
+// The Vmalloc configuration a trace header describes (region, guard, lazy, phys, backing), as
+// replay builds it; fuzz_ops and the physical hunt create their instances from it.
+[[nodiscard]] VmallocConfig vmalloc_config_of(const TraceHeader& header);
 
 // Allocator instances kept between runs, one per header: creating and destroying one (a memfd, the
 // direct map, the region, and TLB shootdowns when they are unmapped) dominated a short run. After a

@@ -16,6 +16,7 @@
 #include "harness/decode/op_decoder.h"
 #include "harness/decode/op_mutator.h"
 #include "harness/hunt/frag_hunt.h"
+#include "harness/hunt/phys_hunt.h"
 #include "harness/replay/ops_check.h"
 #include "harness/trace/trace_reader.h"
 
@@ -234,7 +235,9 @@ TEST(Hunt, KeptFindingsStillFailAsRecorded) {
     ASSERT_EQ(std::sscanf(t.c_str() + k, "# finding: %63s", kind), 1);
     ASSERT_EQ(std::sscanf(t.c_str() + v, "# severity %lf", &severity), 1);
     const DecodedInput d = read_back(t);
-    const HuntRun run = run_hunt(d, {});
+    const std::optional<HuntRun> scored = run_any_hunt(d);  // virtual (a/f/p) or physical (k/f/p) finding
+    ASSERT_TRUE(scored.has_value());
+    const HuntRun& run = *scored;
     ASSERT_TRUE(run.finding.has_value());
     EXPECT_EQ(failure_name(run.finding->kind), std::string(kind));
     EXPECT_NEAR(run.finding->severity, severity, 1e-6);

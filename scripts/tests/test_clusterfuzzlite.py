@@ -11,7 +11,8 @@ import pytest
 
 from vmfrag_jobs import paths
 
-TARGETS = {"fuzz_trace_parser": "trace_parser", "fuzz_frag_hunt": "frag_hunt", "fuzz_ops": "ops"}
+TARGETS = {"fuzz_trace_parser": "trace_parser", "fuzz_frag_hunt": "frag_hunt", "fuzz_phys_hunt": "phys_hunt",
+           "fuzz_ops": "ops"}
 SANITIZE = "-O1 -fno-omit-frame-pointer -gline-tables-only -fsanitize=address -fsanitize-address-use-after-scope " \
            "-fsanitize=fuzzer-no-link"
 

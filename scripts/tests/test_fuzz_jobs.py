@@ -116,6 +116,36 @@ def test_fuzz_job_writes_findings_and_stats_the_report_loads(fuzz_build, release
     assert [z["target"] for z in tables["fuzz"]] == ["fuzz_frag_hunt"]
 
 
+def test_phys_hunt_writes_physical_findings_the_report_shows(fuzz_build, release_build, tmp_path):
+    """fuzz_phys_hunt (kmalloc/kfree on the buddy allocator): a short real run writes
+    physical-fragmentation findings, minimised, replaying to the same kind, with the buddy
+    allocator's free blocks per order as the report's physical map."""
+    if not (paths.build_dir("fuzz") / "fuzz" / "fuzz_phys_hunt").exists():
+        pytest.skip("fuzz_phys_hunt not built")
+    out = tmp_path / "fuzz" / "fuzz_phys_hunt"
+    s = in_run(tmp_path, "fuzz", lambda: fuzz_job.run("fuzz_phys_hunt", seconds=60, runs=3000, seed=1, out=out,
+                                                      corpus=tmp_path / "work-corpus", do_build=False,
+                                                      log=lambda *_: None))
+    assert s["exit_code"] == 0 and s["bugs"] == [] and s["findings"], s
+    b = s["best_finding"]
+    assert b["kind"] == "physical-fragmentation" and b["replayed_kind"] == b["kind"], b
+    results = load_clean(tmp_path)
+    found = {f.data["id"]: f.data for f in results.of(schemas.FINDING)}
+    best = found[b["id"]]
+    assert 0 < best["severity"] <= 1 and best["floor"]["applies"] is False
+    phys = best["physical_map"]
+    assert phys["total_pages"] == 256 and len(phys["free_blocks_by_order"]) == 11
+    free = sum(n << o for o, n in enumerate(phys["free_blocks_by_order"]))
+    # physical-fragmentation: enough free pages for the block, but no free block of its order or above
+    assert free >= 1 << phys["failed_order"] and not any(phys["free_blocks_by_order"][phys["failed_order"]:])
+    text = (out / "findings" / best["trace"]).read_text()
+    assert "\nphys 1M\n" in text and "\nk " in text and "physical memory 256 pages" in text
+    tables = report_tables.compute(results)
+    assert {f["id"] for f in tables["findings"]} == set(s["findings"])
+    (row,) = [f for f in tables["findings"] if f["id"] == b["id"]]
+    assert row["physical_map"]["free_blocks_by_order"] == phys["free_blocks_by_order"]
+
+
 def test_fuzz_job_writes_each_distinct_crash_as_a_bug(fuzz_build, release_build, tmp_path):
     planted = paths.build_dir("fuzz") / "fuzz" / "fuzz_ops_planted"
     if not planted.exists():

@@ -5,7 +5,7 @@ formats (reports/README.md; fuzz_records.py builds the documents, results.writin
 
   <target>.stats.json        vmfrag-fuzz-stats: execs, execs/s, corpus, features, and a history from
                              libFuzzer's status lines (timestamped as they arrive)
-  findings/<id>.vmtrace+json vmfrag-finding: fuzz_frag_hunt's findings, minimised (keeping their kind at
+  findings/<id>.vmtrace+json vmfrag-finding: fuzz_frag_hunt's and fuzz_phys_hunt's findings, minimised (keeping their kind at
                              or below their severity), deduplicated by the minimised finding's signature
                              (harness/hunt/frag_hunt.h), with the replay's address-space map at the failure
   bugs/<id>.json             vmfrag-bug per distinct crash (deduplicated by kind + top frames), with
@@ -31,11 +31,15 @@ from .results import provenance as provenance_module
 from .results import schemas
 from .results.writing import RunManifest, now_iso, write_result
 
-TARGETS = {"fuzz_trace_parser": "trace_parser", "fuzz_frag_hunt": "frag_hunt", "fuzz_ops": "ops"}
+TARGETS = {"fuzz_trace_parser": "trace_parser", "fuzz_frag_hunt": "frag_hunt", "fuzz_phys_hunt": "phys_hunt",
+           "fuzz_ops": "ops"}
+# The hunts: their findings are minimised (vmfrag-fuzz-input minimize NAME) and written as vmfrag-finding.
+HUNTS = ("frag_hunt", "phys_hunt")
 # Accepted by run() for the tests, not offered on the command line: fuzz_ops on the allocator with
 # the planted coalescing bug (meson option planted_bug_test).
 TEST_TARGETS = {"fuzz_ops_planted": "ops"}
-MAX_LEN = {"fuzz_trace_parser": 4096, "fuzz_frag_hunt": 1536, "fuzz_ops": 1024, "fuzz_ops_planted": 256}
+MAX_LEN = {"fuzz_trace_parser": 4096, "fuzz_frag_hunt": 1536, "fuzz_phys_hunt": 1536, "fuzz_ops": 1024,
+           "fuzz_ops_planted": 256}
 # Findings minimised per run and kind, lowest severity first (each minimisation replays the trace
 # a few hundred times: about a second).
 MINIMISED_PER_KIND = 4
@@ -90,6 +94,7 @@ def _ladder_severity(path):
 
 
 def write_findings(target, ladder, findings, prov, log):
+    name = {**TARGETS, **TEST_TARGETS}[target]
     """Minimises the best ladder findings of each kind and writes the distinct ones as vmfrag-finding
     records; returns [(id, document)] of what this run wrote, best first."""
     by_kind = {}
@@ -103,7 +108,7 @@ def write_findings(target, ladder, findings, prov, log):
     try:
         for kind, paths_of_kind in sorted(by_kind.items()):
             for src in paths_of_kind[:MINIMISED_PER_KIND]:
-                r = subprocess.run([str(release_tool("harness", "vmfrag-fuzz-input")), "minimize", "frag_hunt", str(src),
+                r = subprocess.run([str(release_tool("harness", "vmfrag-fuzz-input")), "minimize", name, str(src),
                                     "-o", str(tmp)], capture_output=True, text=True)
                 if r.returncode != 0 or not tmp.exists():
                     log(f"vmfrag: cannot minimise {src.name}: {r.stderr.strip()}")
@@ -118,7 +123,7 @@ def write_findings(target, ladder, findings, prov, log):
                 sidecar = findings / f"{fid}.json"
                 doc = fuzz_records.finding_record(target, comment, replay, f"{fid}.vmtrace",
                                                   fuzz_records.count_ops(src.read_text()), fuzz_records.count_ops(text),
-                                                  now_iso(), prov)
+                                                  now_iso(), prov, physical_map=fuzz_records.physical_map(comment))
                 doc["replay_command"] = f"scripts/vmfrag replay {findings / (fid + '.vmtrace')} --json"
                 doc["replayed_kind"] = (replay.get("failures") or [{}])[-1].get("kind")
                 doc["unminimised_trace"] = str(src)
@@ -218,7 +223,7 @@ def run(target, seconds=60, jobs=1, corpus=None, out=None, runs=None, seed=None,
     code, wall, history, text = run_libfuzzer(cmd, env, out / "libfuzzer.log")
     stats, last, hunt = parse_libfuzzer_log(text)
     bug_docs = write_bugs(target, crashes, bugs, text, prov)
-    finding_docs = write_findings(target, ladder, findings, prov, log) if name == "frag_hunt" else []
+    finding_docs = write_findings(target, ladder, findings, prov, log) if name in HUNTS else []
     corpus_size = sum(1 for p in work.iterdir() if p.is_file())
     best = finding_docs[0][1] if finding_docs else None
     summary = {

@@ -171,8 +171,13 @@ def bug_record(target, report, reproducer, command, found_at, provenance, excerp
 # -------------------------------------------------------------------------------------------- findings
 
 FINDING_LINE = re.compile(r"^# finding: (\S+) at op (\d+)")
-SEVERITY_LINE = re.compile(r"^# severity (\S+) = peak live need (\d+) pages \(guard and failing request of (\d+) "
-                           r"included\) / region (\d+) pages")
+# Virtual findings: "peak live need P pages (guard and failing request of N included) / region R pages";
+# physical ones (harness/hunt/phys_hunt.h): "peak live physical pages P (the failing request's block of N
+# included) / physical memory R pages".
+SEVERITY_LINE = re.compile(r"^# severity (\S+) = peak live (?:need (\d+) pages|physical pages (\d+)) "
+                           r"\((?:guard and failing request|the failing request's block) of (\d+) included\) / "
+                           r"(region|physical memory) (\d+) pages")
+BUDDY_LINE = re.compile(r"^# buddy free blocks by order at the failure:((?: \d+)+)$")
 FLOOR_LINE = re.compile(r"^# first-fit floor ln2/H_(\d+) = (\S+), distance")
 NO_FLOOR_LINE = re.compile(r"^# first-fit floor not applied: (.*)$")
 SIGNATURE_LINE = re.compile(r"^# signature (\S+)")
@@ -190,8 +195,10 @@ def finding_comment(trace_text):
         if m := FINDING_LINE.match(line):
             d["kind"], d["op"] = m.group(1), int(m.group(2))
         elif m := SEVERITY_LINE.match(line):
-            d.update(severity=float(m.group(1)), peak_pages=int(m.group(2)), need_pages=int(m.group(3)),
-                     region_pages=int(m.group(4)))
+            d.update(severity=float(m.group(1)), peak_pages=int(m.group(2) or m.group(3)), need_pages=int(m.group(4)))
+            d["region_pages" if m.group(5) == "region" else "physical_pages"] = int(m.group(6))
+        elif m := BUDDY_LINE.match(line):
+            d["buddy_free_blocks"] = [int(n) for n in m.group(1).split()]
         elif m := FLOOR_LINE.match(line):
             d["floor"] = {"value": float(m.group(2)), "applies": True,
                           "reason": f"eager free, page alignment, vmalloc/vfree only, needs <= {m.group(1)} pages: "
@@ -201,6 +208,16 @@ def finding_comment(trace_text):
         elif m := SIGNATURE_LINE.match(line):
             d["signature"] = m.group(1)
     return d if {"kind", "op", "severity", "signature"} <= d.keys() else None
+
+
+def physical_map(comment):
+    """The report's physical map (free blocks per buddy order at the failure) of a physical finding's
+    parsed comment, or None for a virtual one. failed_order: the order of the failing block."""
+    blocks = comment.get("buddy_free_blocks")
+    if blocks is None or "physical_pages" not in comment:
+        return None
+    return {"page_bytes": 4096, "total_pages": comment["physical_pages"], "free_blocks_by_order": blocks,
+            "failed_order": max(comment.get("need_pages", 1), 1).bit_length() - 1}
 
 
 def finding_id(target, signature):
