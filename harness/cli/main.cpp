@@ -255,15 +255,13 @@ int cmd_import(const std::string& path, const std::string& out_path, const std::
 // decode: a fuzz input (any bytes) as the vmtrace the target replays, so every crash, finding or
 // corpus entry can be read, replayed and minimised like any trace.
 int cmd_decode(const std::string& path, const std::string& target, const std::string& out_path) {
-  DecodeConfig config;
-  if (target == "frag_hunt") config = hunt_decode_config();
-  else if (target == "ops") config = ops_decode_config();
-  else throw InputError("<args>", 0, "--target " + target + ": expected frag_hunt or ops");
+  const std::optional<DecodeConfig> config = decode_config_for(target);
+  if (!config) throw InputError("<args>", 0, "--target " + target + ": expected " + kDecodeTargetNames);
   InputFile in(path, "fuzz input");
   OutputFile out(out_path, {input_ref(in)});
   std::string bytes((std::istreambuf_iterator<char>(in.stream())), std::istreambuf_iterator<char>());
   const DecodedInput decoded = decode_input(
-      std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()), config);
+      std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()), *config);
   (void)write_decoded_trace(out.stream(), decoded, "decoded by vmfrag decode from " + path + " (" + target + ")");
   out.commit();
   return kExitOk;
@@ -362,7 +360,7 @@ int run(int argc, char** argv) {
   auto* dec_cmd = app.add_subcommand("decode", "a fuzz input (any bytes) as the vmtrace its target replays");
   dec_cmd->add_option("INPUT", trace, "fuzz input: a corpus entry, crash or finding, or - for standard input")
       ->required();
-  dec_cmd->add_option("--target", decode_target, "whose decoder: frag_hunt (default) or ops");
+  dec_cmd->add_option("--target", decode_target, "whose decoder: frag_hunt (default), phys_hunt or ops");
   dec_cmd->add_option("-o,--output", out_path, "output file (default standard output)")->type_name("FILE");
 
   auto* wl_cmd = app.add_subcommand("workloads", "list the workloads gen knows");

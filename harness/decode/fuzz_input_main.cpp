@@ -49,16 +49,9 @@ int main(int argc, char** argv) {
   }
   if (pos.size() != 3 || out_path.empty() || (pos[0] != "decode" && pos[0] != "encode" && pos[0] != "minimize"))
     return usage("usage: vmfrag-fuzz-input decode|encode|minimize TARGET INPUT -o OUT [--clamp]");
-  vmfrag::DecodeConfig config;
-  if (pos[1] == "frag_hunt") {
-    config = vmfrag::hunt_decode_config();
-  } else if (pos[1] == "phys_hunt") {
-    config = vmfrag::phys_hunt_decode_config();
-  } else if (pos[1] == "ops") {
-    config = vmfrag::ops_decode_config();
-  } else {
-    return usage("unknown target '" + pos[1] + "' (frag_hunt, phys_hunt or ops)");
-  }
+  const std::optional<vmfrag::DecodeConfig> target_config = vmfrag::decode_config_for(pos[1]);
+  if (!target_config) return usage("unknown target '" + pos[1] + "' (" + vmfrag::kDecodeTargetNames + ")");
+  const vmfrag::DecodeConfig& config = *target_config;
   std::ifstream in(pos[2], std::ios::binary);
   if (!in) return usage(pos[2] + ": cannot open");
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

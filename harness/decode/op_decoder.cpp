@@ -64,6 +64,13 @@ DecodeConfig phys_hunt_decode_config() {
   return c;
 }
 
+std::optional<DecodeConfig> decode_config_for(std::string_view target) {
+  if (target == "frag_hunt") return hunt_decode_config();
+  if (target == "phys_hunt") return phys_hunt_decode_config();
+  if (target == "ops") return ops_decode_config();
+  return std::nullopt;
+}
+
 DecodeConfig ops_decode_config() {
   DecodeConfig c;
   c.header_from_bytes = true;

@@ -69,6 +69,11 @@ struct DecodeConfig {
 [[nodiscard]] DecodeConfig phys_hunt_decode_config();
 // fuzz_ops's config: header from bytes, backing memfd, every op kind and misuse.
 [[nodiscard]] DecodeConfig ops_decode_config();
+// The config of the target named "frag_hunt", "phys_hunt" or "ops" (the names `vmfrag decode
+// --target` and vmfrag-fuzz-input take); nullopt for any other name.
+[[nodiscard]] std::optional<DecodeConfig> decode_config_for(std::string_view target);
+// Those names, for messages: "frag_hunt, phys_hunt or ops".
+inline constexpr const char* kDecodeTargetNames = "frag_hunt, phys_hunt or ops";
 
 enum class MisuseKind : std::uint8_t {
   kDoubleFree,  // free again an area that was just freed (the latest freed address)

@@ -1,5 +1,7 @@
 #include "harness/replay/replay.h"
 
+#include "harness/replay/ops_check.h"
+
 #include <cinttypes>
 #include <cstdio>
 #include <memory>
@@ -47,16 +49,11 @@ class Replayer {
     const TraceHeader& h = source.header();
     backing_ = options.backing.value_or(h.backing);
     if (h.phys_bytes == 0) throw InputError(source.name(), 0, "phys 0: replay needs at least one page of physical memory");
-    VmallocConfig config;
-    config.space.region_bytes = h.region_bytes;
-    config.space.guard_pages = h.guard_pages;
-    config.space.lazy_threshold_pages = h.lazy_pages;
-    config.phys_bytes = h.phys_bytes;
+    TraceHeader effective = h;
+    effective.backing = backing_;
+    VmallocConfig config = vmalloc_config_of(effective);
     config.space.os = options.os;
     config.page_faults = options.page_faults;
-    config.backing = backing_ == Backing::kAnon    ? BackingMode::kAnon
-                     : backing_ == Backing::kMemfd ? BackingMode::kMemfd
-                                                   : BackingMode::kNone;
     auto created = Vmalloc::create(config);
     if (created.vm == nullptr) throw InputError(source.name(), 0, "cannot create the allocator: " + created.message);
     vm_ = std::move(created.vm);

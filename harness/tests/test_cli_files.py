@@ -372,7 +372,9 @@ def test_fail_phys_injects_page_allocator_failures_into_a_replay(cli, tmp_path):
     assert r.returncode == 2 and "cannot be combined with --differential" in r.stderr
 
 
-@pytest.mark.parametrize("target,header", [("frag_hunt", "region 1M\nguard 1\nlazy 0\n"), ("ops", None)])
+@pytest.mark.parametrize("target,header", [("frag_hunt", "region 1M\nguard 1\nlazy 0\n"),
+                                           ("phys_hunt", "region 1M\nguard 1\nlazy 0\nphys 1M\nbacking none\n"),
+                                           ("ops", None)])
 def test_decode_turns_any_fuzz_input_into_a_trace_that_replays(cli, inputs, tmp_path, target, header):
     out = tmp_path / "d.vmtrace"
     r = run(cli, "decode", inputs / "f.bin", "--target", target, "-o", out)
@@ -384,4 +386,4 @@ def test_decode_turns_any_fuzz_input_into_a_trace_that_replays(cli, inputs, tmp_
     r = run(cli, "replay", out, "--differential", "--check-every", 1)
     assert r.returncode == 0, r.stderr
     r = run(cli, "decode", inputs / "f.bin", "--target", "bogus")
-    assert r.returncode == 2 and first_line(r) == "vmfrag: error: --target bogus: expected frag_hunt or ops"
+    assert r.returncode == 2 and first_line(r) == "vmfrag: error: --target bogus: expected frag_hunt, phys_hunt or ops"

@@ -87,7 +87,7 @@ def test_ci_runs_within_its_budget_and_writes_everything(repo, tmp_path):
     ci = json.loads((out / "ci.json").read_text())
     assert schemas.validate(schemas.CI, ci["version"], ci, "ci.json") == []
     assert sum(rec["inputs"] for rec in ci["regressions"]) >= 3
-    assert [f["target"] for f in ci["fuzz"]] == ["fuzz_frag_hunt", "fuzz_ops", "fuzz_trace_parser"]
+    assert [f["target"] for f in ci["fuzz"]] == ["fuzz_frag_hunt", "fuzz_ops", "fuzz_phys_hunt", "fuzz_trace_parser"]
     assert all(f["execs"] > 0 for f in ci["fuzz"])
     ran = [w for w in ci["workloads"] if w["status"] != "not-run"]
     assert ran and all(w["status"] == "ok" for w in ran)

@@ -44,14 +44,14 @@ import sys
 import time
 from pathlib import Path
 
-from . import bootstrap, build, job_units, junit, paths
+from . import bootstrap, build, fuzz_job, job_units, junit, paths
 from .results import schemas
 from .results.provenance import provenance
 from .results.writing import RunManifest, new_run_directory, point_latest, write_atomically
 
 CI_FORMAT, CI_VERSION = schemas.CI, 2
 STEPS = ("build", "regressions", "workloads", "fuzz", "bench", "reliability", "kernel")
-FUZZ_TARGETS = ("fuzz_frag_hunt", "fuzz_ops", "fuzz_trace_parser")
+FUZZ_TARGETS = tuple(sorted(fuzz_job.TARGETS))  # every target scripts/vmfrag fuzz offers
 # What the quick benchmark set takes here (3 repetitions: 8 s on a loaded 2-vCPU VM), reserved at
 # the end of the budget so the earlier steps cannot eat it.
 BENCH_ALLOWANCE_SECONDS = 15

@@ -25,7 +25,6 @@ from .results.writing import now_iso, write_atomically
 # The release flavour's CLI; the sanitizer flavour is `fuzz` (clang, ASan+UBSan, libFuzzer).
 RELEASE_CLI = ("harness", "cli", "vmfrag")
 # Which fuzz target replays which regressions directory (corpus/regressions/<name>).
-REGRESSION_TARGETS = {"fuzz_trace_parser": "trace_parser", "fuzz_frag_hunt": "frag_hunt", "fuzz_ops": "ops"}
 # The fuzz_ops built against the allocator with the planted coalescing bug (-Dplanted_bug_test):
 # ci --planted-bug runs it in fuzz_ops's place, so tests can see a real bug reach the report.
 PLANTED_OPS_TARGET = "fuzz_ops_planted"
@@ -59,7 +58,7 @@ def replay_regressions(out_dir: Path, provenance, planted=False):
     to out_dir/bugs/<id>.json (vmfrag-bug, as fuzz_records makes it for a fuzzing crash) with the
     input as reproducer. Returns the records."""
     records = []
-    for target, name in REGRESSION_TARGETS.items():
+    for target, name in sorted(fuzz_job.TARGETS.items()):  # corpus/regressions/<name>/ per target
         binary_name = PLANTED_OPS_TARGET if planted and target == "fuzz_ops" else target
         inputs = paths.REPO / "corpus" / "regressions" / name
         files = sorted(p for p in inputs.iterdir() if p.is_file()) if inputs.is_dir() else []

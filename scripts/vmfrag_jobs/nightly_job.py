@@ -44,14 +44,14 @@ import threading
 import time
 from pathlib import Path
 
-from . import bootstrap, build, hunt_eval, job_units, paths
+from . import bootstrap, build, fuzz_job, hunt_eval, job_units, paths
 from .results import schemas
 from .results.provenance import provenance
 from .results.writing import RunManifest, new_run_directory, now_iso, point_latest, write_atomically
 
 PLAN_FORMAT, UNIT_FORMAT = schemas.NIGHTLY_PLAN, schemas.NIGHTLY_UNIT
 CAPACITY_WORKERS = 2
-FUZZ_TARGETS = ("fuzz_frag_hunt", "fuzz_ops", "fuzz_trace_parser")
+FUZZ_TARGETS = tuple(sorted(fuzz_job.TARGETS))  # every target scripts/vmfrag fuzz offers
 # Replay with the reference model beside it, measured here: 2.3 us per op (random_size_alloc_test,
 # 2M ops, 4.7 s); the estimate only sizes the plan, nothing is cut short by it.
 WORKLOAD_SECONDS_PER_OP = 2.5e-6
