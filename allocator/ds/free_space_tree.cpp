@@ -140,8 +140,8 @@ void FreeSpaceTree::uncount_extent(uint64_t size) {
   --extent_count_;
 }
 
-void FreeSpaceTree::link_new_extent(Node* n) {
-  by_address_.insert(n);
+void FreeSpaceTree::link_new_extent(Node* n, Node* prev, Node* next) {
+  by_address_.insert_between(n, prev, next);
   count_extent(n->size);
 }
 
@@ -275,7 +275,7 @@ void FreeSpaceTree::insert(uint64_t start, uint64_t size) {
   } else if (merges_next) {
     resize_in_place(next, start, size + next->size);
   } else {
-    link_new_extent(allocate_node(start, size));
+    link_new_extent(allocate_node(start, size), prev, next);
   }
   VMF_ASSERT_FULL(validate().empty(), "after insert [%" PRIu64 ", +%" PRIu64 "): %s", start, size, validate().c_str());
 }
@@ -318,7 +318,7 @@ void FreeSpaceTree::remove(uint64_t start, uint64_t size) {
     resize_in_place(n, n->start, start - n->start);
   } else {
     resize_in_place(n, n->start, start - n->start);
-    link_new_extent(allocate_node(end, extent_end - end));
+    link_new_extent(allocate_node(end, extent_end - end), n, AddressTreap::next_in_order(n));
   }
   VMF_ASSERT_FULL(validate().empty(), "after remove [%" PRIu64 ", +%" PRIu64 "): %s", start, size, validate().c_str());
 }

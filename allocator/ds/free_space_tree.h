@@ -205,7 +205,7 @@ class FreeSpaceTree {
   [[nodiscard]] Node* last_starting_at_or_before(uint64_t addr) const;
   [[nodiscard]] Node* lowest() const;
   [[nodiscard]] uint64_t bytes_below(uint64_t addr) const;
-  void link_new_extent(Node* n);
+  void link_new_extent(Node* n, Node* prev, Node* next);
   void unlink_extent(Node* n);
   void resize_in_place(Node* n, uint64_t new_start, uint64_t new_size);
   void count_extent(uint64_t size);
