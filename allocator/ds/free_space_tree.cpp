@@ -166,18 +166,24 @@ void FreeSpaceTree::resize_in_place(Node* n, uint64_t new_start, uint64_t new_si
 // ---------------------------------------------------------------------------------------------
 // Point lookups by address: plain BST descents.
 
-FreeSpaceTree::Node* FreeSpaceTree::first_starting_at_or_after(uint64_t addr) const {
-  Node* best = nullptr;
+// One descent toward addr: `at_or_after` is the lowest extent starting at or after addr (the last
+// node where the descent turned left), `before` the highest starting below it (the last node
+// where it turned right); they are in-order neighbours.
+FreeSpaceTree::Split FreeSpaceTree::split_at(uint64_t addr) const {
+  Split split;
   for (Node* n = by_address_.root(); n != nullptr;) {
     if (n->start >= addr) {
-      best = n;
+      split.at_or_after = n;
       n = n->by_address.left;
     } else {
+      split.before = n;
       n = n->by_address.right;
     }
   }
-  return best;
+  return split;
 }
+
+FreeSpaceTree::Node* FreeSpaceTree::first_starting_at_or_after(uint64_t addr) const { return split_at(addr).at_or_after; }
 
 FreeSpaceTree::Node* FreeSpaceTree::last_starting_at_or_before(uint64_t addr) const {
   Node* best = nullptr;
@@ -222,9 +228,8 @@ FreeSpaceTree::Node* FreeSpaceTree::lowest() const {
 // ---------------------------------------------------------------------------------------------
 // insert: add a freed range and coalesce.
 //
-// The extents around the new range are found with one descent toward `start`: `next` is the
-// lowest extent starting at or after it (the last node where the descent turned left), `prev` the
-// highest starting before it (the last node where it turned right). Because free extents never touch, at most these two can be merged, and
+// The extents around the new range are found with one descent toward `start` (split_at): `next`
+// is the lowest extent starting at or after it, `prev` the highest starting before it. Because free extents never touch, at most these two can be merged, and
 // merging is decided by exact adjacency:
 //
 //   both:    |prev|new|next|   -> prev grows right over new and next; next's node is freed
@@ -239,17 +244,9 @@ void FreeSpaceTree::insert(uint64_t start, uint64_t size) {
   VMF_CHECK(size <= std::numeric_limits<uint64_t>::max() - start,
             "insert [%" PRIu64 ", +%" PRIu64 ") overflows uint64", start, size);
   const uint64_t end = start + size;
-  Node* prev = nullptr;
-  Node* next = nullptr;
-  for (Node* n = by_address_.root(); n != nullptr;) {
-    if (n->start >= start) {
-      next = n;
-      n = n->by_address.left;
-    } else {
-      prev = n;
-      n = n->by_address.right;
-    }
-  }
+  const Split split = split_at(start);
+  Node* prev = split.before;
+  Node* next = split.at_or_after;
   VMF_CHECK(prev == nullptr || prev->end() <= start,
             "insert [%" PRIu64 ", %" PRIu64 ") overlaps free extent [%" PRIu64 ", %" PRIu64 ")", start, end,
             prev->start, prev->end());

@@ -201,6 +201,11 @@ class FreeSpaceTree {
 
   [[nodiscard]] Node* allocate_node(uint64_t start, uint64_t size);
   void release_node(Node* n);
+  struct Split {
+    Node* before = nullptr;       // highest extent starting below the address
+    Node* at_or_after = nullptr;  // lowest extent starting at or after it
+  };
+  [[nodiscard]] Split split_at(uint64_t addr) const;
   [[nodiscard]] Node* first_starting_at_or_after(uint64_t addr) const;
   [[nodiscard]] Node* last_starting_at_or_before(uint64_t addr) const;
   [[nodiscard]] Node* lowest() const;
