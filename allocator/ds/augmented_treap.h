@@ -58,24 +58,50 @@ class IntrusiveAugmentedTreap {
   // to n. Guarantees: BST order, heap order of priorities and every augmented value hold afterwards.
   // Cost: O(depth), expected O(log n).
   void insert(Node* n) {
-    TreapLinks<Node>& nl = Traits::links(*n);
-    nl.left = nl.right = nl.parent = nullptr;
-    Traits::recompute(*n);
     if (root_ == nullptr) {
-      root_ = n;
+      link_leaf(n, nullptr, false);
       return;
     }
     Node* parent = root_;
     for (;;) {
-      TreapLinks<Node>& pl = Traits::links(*parent);
-      Node*& slot = Traits::less(*n, *parent) ? pl.left : pl.right;
-      if (slot == nullptr) {
-        slot = n;
-        nl.parent = parent;
-        break;
+      const bool left = Traits::less(*n, *parent);
+      Node* child = left ? Traits::links(*parent).left : Traits::links(*parent).right;
+      if (child == nullptr) {
+        link_leaf(n, parent, left);
+        return;
       }
-      parent = slot;
+      parent = child;
     }
+  }
+
+  // insert(n) when the caller already knows n's in-order neighbours: prev (the greatest node less
+  // than n) and next (the least greater), either nullptr at an end. Skips the descent: in a binary
+  // search tree the empty slot between two in-order neighbours is prev's right child if that is
+  // empty, else next's left child (next is then the leftmost node of prev's right subtree).
+  // Preconditions: as insert(); prev and next are n's neighbours. Cost: O(rotations + depth).
+  void insert_between(Node* n, Node* prev, Node* next) {
+    if (prev != nullptr && Traits::links(*prev).right == nullptr) {
+      link_leaf(n, prev, false);
+    } else if (next != nullptr) {
+      link_leaf(n, next, true);
+    } else {
+      link_leaf(n, nullptr, false);  // the tree is empty
+    }
+  }
+
+ private:
+  // Links n as the given child of parent (as the root when parent is nullptr), which must be an
+  // empty slot at n's in-order position, then restores heap order and the summaries.
+  void link_leaf(Node* n, Node* parent, bool as_left) {
+    TreapLinks<Node>& nl = Traits::links(*n);
+    nl.left = nl.right = nullptr;
+    nl.parent = parent;
+    Traits::recompute(*n);
+    if (parent == nullptr) {
+      root_ = n;
+      return;
+    }
+    (as_left ? Traits::links(*parent).left : Traits::links(*parent).right) = n;
     // Restore heap order. Each rotation refreshes the two nodes it moved; both of their subtrees
     // other than n's are untouched, so their summaries stay valid.
     while (nl.parent != nullptr && Traits::priority(*n) > Traits::priority(*nl.parent)) {
@@ -85,6 +111,7 @@ class IntrusiveAugmentedTreap {
     refresh_from(nl.parent);
   }
 
+ public:
   // Unlinks n. Precondition: n is in this tree. Guarantees as for insert(); n's links are cleared.
   // Cost: O(depth), expected O(log n).
   void erase(Node* n) {

@@ -29,8 +29,8 @@ uint64_t splitmix64_next(uint64_t& state) {
 
 unsigned histogram_bucket_of(uint64_t size) { return 63u - static_cast<unsigned>(std::countl_zero(size)); }
 
-uint64_t subtree_bytes_by_address(const Node* n) { return n != nullptr ? n->subtree_bytes_by_address : 0; }
-uint64_t subtree_bytes_by_size(const Node* n) { return n != nullptr ? n->subtree_bytes_by_size : 0; }
+uint64_t subtree_bytes(const Node* n) { return n != nullptr ? n->subtree_bytes : 0; }
+uint32_t subtree_size_classes(const Node* n) { return n != nullptr ? n->subtree_size_classes : 0; }
 uint64_t subtree_max_size(const Node* n) { return n != nullptr ? n->subtree_max_size : 0; }
 
 std::string formatted(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -62,9 +62,6 @@ FreeSpaceTree& FreeSpaceTree::operator=(FreeSpaceTree&& other) noexcept {
 
 void FreeSpaceTree::swap(FreeSpaceTree& other) noexcept {
   by_address_.swap(other.by_address_);
-  by_size_.swap(other.by_size_);
-  std::swap(head_, other.head_);
-  std::swap(tail_, other.tail_);
   std::swap(free_bytes_, other.free_bytes_);
   std::swap(extent_count_, other.extent_count_);
   std::swap(histogram_, other.histogram_);
@@ -77,8 +74,6 @@ void FreeSpaceTree::swap(FreeSpaceTree& other) noexcept {
 
 void FreeSpaceTree::clear() {
   by_address_.reset();
-  by_size_.reset();
-  head_ = tail_ = nullptr;
   free_bytes_ = 0;
   extent_count_ = 0;
   histogram_ = {};
@@ -90,13 +85,13 @@ void FreeSpaceTree::clear() {
 
 // ---------------------------------------------------------------------------------------------
 // Node pool. Nodes are handed out chunk by chunk in order and recycled LIFO through a free list
-// threaded through `next`. Priorities are drawn at hand-out time, so they follow the operation
+// threaded through `by_address.right`. Priorities are drawn at hand-out time, so they follow the operation
 // sequence, never the memory layout.
 
 FreeSpaceTree::Node* FreeSpaceTree::allocate_node(uint64_t start, uint64_t size) {
   Node* n = pool_free_list_;
   if (n != nullptr) {
-    pool_free_list_ = n->next;
+    pool_free_list_ = n->by_address.right;
   } else {
     if (pool_chunks_used_ == 0 || pool_used_in_chunk_ == kNodesPerPoolChunk) {
       if (pool_chunks_used_ == pool_chunks_.size()) {
@@ -110,7 +105,7 @@ FreeSpaceTree::Node* FreeSpaceTree::allocate_node(uint64_t start, uint64_t size)
   *n = Node{};
   n->start = start;
   n->size = size;
-  n->priority = splitmix64_next(priority_state_);
+  n->priority = static_cast<uint32_t>(splitmix64_next(priority_state_) >> 32);
   return n;
 }
 
@@ -122,7 +117,7 @@ void FreeSpaceTree::reserve_nodes(size_t extents) {
 }
 
 void FreeSpaceTree::release_node(Node* n) {
-  n->next = pool_free_list_;
+  n->by_address.right = pool_free_list_;
   pool_free_list_ = n;
 }
 
@@ -146,20 +141,12 @@ void FreeSpaceTree::uncount_extent(uint64_t size) {
 }
 
 void FreeSpaceTree::link_new_extent(Node* n, Node* prev, Node* next) {
-  n->prev = prev;
-  n->next = next;
-  (prev != nullptr ? prev->next : head_) = n;
-  (next != nullptr ? next->prev : tail_) = n;
-  by_address_.insert(n);
-  by_size_.insert(n);
+  by_address_.insert_between(n, prev, next);
   count_extent(n->size);
 }
 
 void FreeSpaceTree::unlink_extent(Node* n) {
-  (n->prev != nullptr ? n->prev->next : head_) = n->next;
-  (n->next != nullptr ? n->next->prev : tail_) = n->prev;
   by_address_.erase(n);
-  by_size_.erase(n);
   uncount_extent(n->size);
   release_node(n);
 }
@@ -167,47 +154,36 @@ void FreeSpaceTree::unlink_extent(Node* n) {
 // Changes an extent's bounds where it stands. Callers only ever move a bound within the gap to the
 // neighbouring extent (merging shrinks a gap to nothing only together with unlinking the other
 // side; clipping moves a bound inwards), so the extent's rank in address order is unchanged and
-// the by-address treap only needs its summaries refreshed along the path to the root. The by-size
-// key (size, start) does change; the node is re-linked there unless the new key still sorts between
-// its current in-order neighbours, which is the common case of the one huge extent that a
-// bottom-up allocator keeps clipping (it stays the largest).
+// the treap only needs its summaries refreshed along the path to the root.
 void FreeSpaceTree::resize_in_place(Node* n, uint64_t new_start, uint64_t new_size) {
-  using BySize = detail::FreeExtentBySize;
   uncount_extent(n->size);
-  const Node* size_prev = SizeTreap::prev_in_order(n);
-  const Node* size_next = SizeTreap::next_in_order(n);
-  Node rekeyed;
-  rekeyed.start = new_start;
-  rekeyed.size = new_size;
-  const bool keeps_size_rank = (size_prev == nullptr || BySize::less(*size_prev, rekeyed)) &&
-                               (size_next == nullptr || BySize::less(rekeyed, *size_next));
-  if (!keeps_size_rank) by_size_.erase(n);
   n->start = new_start;
   n->size = new_size;
   by_address_.refresh_path(n);
-  if (keeps_size_rank) {
-    by_size_.refresh_path(n);
-  } else {
-    by_size_.insert(n);
-  }
   count_extent(new_size);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Point lookups by address: plain BST descents.
 
-FreeSpaceTree::Node* FreeSpaceTree::first_starting_at_or_after(uint64_t addr) const {
-  Node* best = nullptr;
+// One descent toward addr: `at_or_after` is the lowest extent starting at or after addr (the last
+// node where the descent turned left), `before` the highest starting below it (the last node
+// where it turned right); they are in-order neighbours.
+FreeSpaceTree::Split FreeSpaceTree::split_at(uint64_t addr) const {
+  Split split;
   for (Node* n = by_address_.root(); n != nullptr;) {
     if (n->start >= addr) {
-      best = n;
+      split.at_or_after = n;
       n = n->by_address.left;
     } else {
+      split.before = n;
       n = n->by_address.right;
     }
   }
-  return best;
+  return split;
 }
+
+FreeSpaceTree::Node* FreeSpaceTree::first_starting_at_or_after(uint64_t addr) const { return split_at(addr).at_or_after; }
 
 FreeSpaceTree::Node* FreeSpaceTree::last_starting_at_or_before(uint64_t addr) const {
   Node* best = nullptr;
@@ -242,12 +218,18 @@ std::optional<Extent> FreeSpaceTree::last_extent_at_or_before(uint64_t addr) con
 
 uint64_t FreeSpaceTree::largest() const { return subtree_max_size(by_address_.root()); }
 
+FreeSpaceTree::Node* FreeSpaceTree::lowest() const {
+  Node* n = by_address_.root();
+  if (n == nullptr) return nullptr;
+  while (n->by_address.left != nullptr) n = n->by_address.left;
+  return n;
+}
+
 // ---------------------------------------------------------------------------------------------
 // insert: add a freed range and coalesce.
 //
-// The extents around the new range are found with one descent: `next` is the lowest extent
-// starting at or after `start`, and `prev` is its list predecessor (or the highest extent when
-// nothing starts after). Because free extents never touch, at most these two can be merged, and
+// The extents around the new range are found with one descent toward `start` (split_at): `next`
+// is the lowest extent starting at or after it, `prev` the highest starting before it. Because free extents never touch, at most these two can be merged, and
 // merging is decided by exact adjacency:
 //
 //   both:    |prev|new|next|   -> prev grows right over new and next; next's node is freed
@@ -262,8 +244,9 @@ void FreeSpaceTree::insert(uint64_t start, uint64_t size) {
   VMF_CHECK(size <= std::numeric_limits<uint64_t>::max() - start,
             "insert [%" PRIu64 ", +%" PRIu64 ") overflows uint64", start, size);
   const uint64_t end = start + size;
-  Node* next = first_starting_at_or_after(start);
-  Node* prev = next != nullptr ? next->prev : tail_;
+  const Split split = split_at(start);
+  Node* prev = split.before;
+  Node* next = split.at_or_after;
   VMF_CHECK(prev == nullptr || prev->end() <= start,
             "insert [%" PRIu64 ", %" PRIu64 ") overlaps free extent [%" PRIu64 ", %" PRIu64 ")", start, end,
             prev->start, prev->end());
@@ -309,7 +292,7 @@ void FreeSpaceTree::insert(uint64_t start, uint64_t size) {
 //                         |<- removed ->|
 //
 //   middle (NE):  |<------ extent ------>|      the node keeps the left part; a new node holds
-//                 |left|<-removed->|right|     the right part, linked right after it
+//                 |left|<-removed->|right|     the right part
 //
 // Only the middle case can allocate (one node, from the pool).
 void FreeSpaceTree::remove(uint64_t start, uint64_t size) {
@@ -332,7 +315,7 @@ void FreeSpaceTree::remove(uint64_t start, uint64_t size) {
     resize_in_place(n, n->start, start - n->start);
   } else {
     resize_in_place(n, n->start, start - n->start);
-    link_new_extent(allocate_node(end, extent_end - end), n, n->next);
+    link_new_extent(allocate_node(end, extent_end - end), n, AddressTreap::next_in_order(n));
   }
   VMF_ASSERT_FULL(validate().empty(), "after remove [%" PRIu64 ", +%" PRIu64 "): %s", start, size, validate().c_str());
 }
@@ -421,7 +404,7 @@ uint64_t FreeSpaceTree::bytes_below(uint64_t addr) const {
     if (n->start >= addr) {
       n = n->by_address.left;
     } else {
-      total += subtree_bytes_by_address(n->by_address.left) + ((n->end() < addr ? n->end() : addr) - n->start);
+      total += subtree_bytes(n->by_address.left) + ((n->end() < addr ? n->end() : addr) - n->start);
       n = n->by_address.right;
     }
   }
@@ -433,15 +416,45 @@ uint64_t FreeSpaceTree::free_bytes_in(uint64_t lo, uint64_t hi) const {
   return bytes_below(hi) - bytes_below(lo);
 }
 
+// Extents smaller than `size`: every log2 bucket below size's bucket b counts whole (the
+// histogram keeps their byte sums). Of bucket b, only extents in [2^b, size) count; when size is
+// 2^b there are none. Otherwise they are collected by a pre-order walk of the treap that enters a
+// subtree only if its size-class mask has b's class bit, i.e. only if the subtree holds an extent
+// of bucket b or of the other bucket of its class; the walk stops once every extent of bucket b
+// (the histogram's count) has been seen.
 uint64_t FreeSpaceTree::bytes_in_extents_smaller_than(uint64_t size) const {
+  if (size == 0) return 0;
+  const unsigned b = histogram_bucket_of(size);
   uint64_t total = 0;
-  for (const Node* n = by_size_.root(); n != nullptr;) {
-    if (n->size < size) {
-      total += subtree_bytes_by_size(n->by_size.left) + n->size;
-      n = n->by_size.right;
-    } else {
-      n = n->by_size.left;
+  for (unsigned i = 0; i < b; ++i) total += histogram_[i].bytes;
+  uint64_t still_unseen = histogram_[b].extents;
+  if (std::has_single_bit(size) || still_unseen == 0) return total;
+
+  const uint32_t class_bit = detail::size_class_bit(size);
+  // Pre-order walk without a stack: parent links lead back up; `from` tells where the walk came from.
+  const Node* n = by_address_.root();
+  const Node* from = nullptr;
+  while (n != nullptr && still_unseen > 0) {
+    const Node* parent = n->by_address.parent;
+    if (from == parent) {  // first visit of n: its subtree holds a class-`class_bit` extent
+      if (histogram_bucket_of(n->size) == b) {
+        --still_unseen;
+        if (n->size < size) total += n->size;
+      }
+      if ((subtree_size_classes(n->by_address.left) & class_bit) != 0) {
+        from = n;
+        n = n->by_address.left;
+        continue;
+      }
+      from = n->by_address.left;  // as if the left subtree had just been finished
     }
+    if (from == n->by_address.left && (subtree_size_classes(n->by_address.right) & class_bit) != 0) {
+      from = n;
+      n = n->by_address.right;
+      continue;
+    }
+    from = n;
+    n = parent;
   }
   return total;
 }
@@ -457,14 +470,14 @@ struct SubtreeCheck {
   size_t budget = 0;  // nodes still allowed to be visited
 };
 
-// Returns {max size, bytes} of the recomputed subtree; fills check.error on the first violation.
-struct AddressSummary {
+// The recomputed summaries of a subtree; validate_subtree fills check.error on the first violation.
+struct SubtreeSummary {
   uint64_t max_size = 0;
   uint64_t bytes = 0;
+  uint32_t size_classes = 0;
 };
 
-AddressSummary validate_by_address(const Node* n, const Node* parent, SubtreeCheck& check,
-                                   const Node*& previous_in_order, const Node* head) {
+SubtreeSummary validate_subtree(const Node* n, const Node* parent, SubtreeCheck& check, const Node*& previous_in_order) {
   if (n == nullptr || !check.error.empty()) return {};
   if (check.budget == 0) {
     check.error = formatted("by-address: more nodes reachable than extent_count (cycle?) at [%" PRIu64 ", +%" PRIu64 ")",
@@ -482,7 +495,7 @@ AddressSummary validate_by_address(const Node* n, const Node* parent, SubtreeChe
                             n->start, n->size, parent->start, parent->size);
     return {};
   }
-  const AddressSummary left = validate_by_address(n->by_address.left, n, check, previous_in_order, head);
+  const SubtreeSummary left = validate_subtree(n->by_address.left, n, check, previous_in_order);
   if (!check.error.empty()) return {};
 
   // In-order visit of n.
@@ -490,96 +503,37 @@ AddressSummary validate_by_address(const Node* n, const Node* parent, SubtreeChe
     check.error = formatted("extent [%" PRIu64 ", +%" PRIu64 ") is empty or overflows", n->start, n->size);
     return {};
   }
-  if (previous_in_order == nullptr) {
-    if (head != n) {
-      check.error = formatted("list head is not the lowest extent [%" PRIu64 ", +%" PRIu64 ")", n->start, n->size);
-      return {};
-    }
-  } else {
-    if (previous_in_order->end() >= n->start) {
-      check.error = formatted("extents [%" PRIu64 ", %" PRIu64 ") and [%" PRIu64 ", %" PRIu64
-                              ") are out of order, overlap or touch",
-                              previous_in_order->start, previous_in_order->end(), n->start, n->end());
-      return {};
-    }
-    if (previous_in_order->next != n) {
-      check.error = formatted("list: next of [%" PRIu64 ", +%" PRIu64 ") is not its in-order successor [%" PRIu64
-                              ", +%" PRIu64 ")",
-                              previous_in_order->start, previous_in_order->size, n->start, n->size);
-      return {};
-    }
-  }
-  if (n->prev != previous_in_order) {
-    check.error = formatted("list: prev of [%" PRIu64 ", +%" PRIu64 ") is not its in-order predecessor", n->start, n->size);
+  if (previous_in_order != nullptr && previous_in_order->end() >= n->start) {
+    check.error = formatted("extents [%" PRIu64 ", %" PRIu64 ") and [%" PRIu64 ", %" PRIu64
+                            ") are out of order, overlap or touch",
+                            previous_in_order->start, previous_in_order->end(), n->start, n->end());
     return {};
   }
   previous_in_order = n;
 
-  const AddressSummary right = validate_by_address(n->by_address.right, n, check, previous_in_order, head);
+  const SubtreeSummary right = validate_subtree(n->by_address.right, n, check, previous_in_order);
   if (!check.error.empty()) return {};
 
-  AddressSummary sum;
+  SubtreeSummary sum;
   sum.max_size = std::max({n->size, left.max_size, right.max_size});
   sum.bytes = n->size + left.bytes + right.bytes;
+  sum.size_classes = detail::size_class_bit(n->size) | left.size_classes | right.size_classes;
   if (n->subtree_max_size != sum.max_size) {
     check.error = formatted("by-address: subtree_max_size of [%" PRIu64 ", +%" PRIu64 ") is %" PRIu64 ", recomputed %" PRIu64,
                             n->start, n->size, n->subtree_max_size, sum.max_size);
     return {};
   }
-  if (n->subtree_bytes_by_address != sum.bytes) {
+  if (n->subtree_bytes != sum.bytes) {
     check.error = formatted("by-address: subtree bytes of [%" PRIu64 ", +%" PRIu64 ") is %" PRIu64 ", recomputed %" PRIu64,
-                            n->start, n->size, n->subtree_bytes_by_address, sum.bytes);
+                            n->start, n->size, n->subtree_bytes, sum.bytes);
+    return {};
+  }
+  if (n->subtree_size_classes != sum.size_classes) {
+    check.error = formatted("by-address: size classes of [%" PRIu64 ", +%" PRIu64 ") are %#" PRIx32 ", recomputed %#" PRIx32,
+                            n->start, n->size, n->subtree_size_classes, sum.size_classes);
     return {};
   }
   return sum;
-}
-
-uint64_t validate_by_size(const Node* n, const Node* parent, SubtreeCheck& check, const Node*& previous_in_order,
-                          const Node* address_root) {
-  if (n == nullptr || !check.error.empty()) return 0;
-  if (check.budget == 0) {
-    check.error = formatted("by-size: more nodes reachable than extent_count at [%" PRIu64 ", +%" PRIu64 ")", n->start,
-                            n->size);
-    return 0;
-  }
-  --check.budget;
-  if (n->by_size.parent != parent) {
-    check.error = formatted("by-size: parent link of [%" PRIu64 ", +%" PRIu64 ") is wrong", n->start, n->size);
-    return 0;
-  }
-  if (parent != nullptr && n->priority > parent->priority) {
-    check.error = formatted("by-size: heap order broken: [%" PRIu64 ", +%" PRIu64 ") outranks its parent [%" PRIu64
-                            ", +%" PRIu64 ")",
-                            n->start, n->size, parent->start, parent->size);
-    return 0;
-  }
-  const uint64_t left = validate_by_size(n->by_size.left, n, check, previous_in_order, address_root);
-  if (!check.error.empty()) return 0;
-
-  if (previous_in_order != nullptr && !detail::FreeExtentBySize::less(*previous_in_order, *n)) {
-    check.error = formatted("by-size: [%" PRIu64 ", +%" PRIu64 ") is not ordered before [%" PRIu64 ", +%" PRIu64 ")",
-                            previous_in_order->start, previous_in_order->size, n->start, n->size);
-    return 0;
-  }
-  previous_in_order = n;
-  // Same node in the by-address index: its start must lead there to this very node.
-  const Node* a = address_root;
-  while (a != nullptr && a->start != n->start) a = n->start < a->start ? a->by_address.left : a->by_address.right;
-  if (a != n) {
-    check.error = formatted("by-size node [%" PRIu64 ", +%" PRIu64 ") is not the by-address node for its start", n->start,
-                            n->size);
-    return 0;
-  }
-
-  const uint64_t right = validate_by_size(n->by_size.right, n, check, previous_in_order, address_root);
-  if (!check.error.empty()) return 0;
-  const uint64_t bytes = n->size + left + right;
-  if (n->subtree_bytes_by_size != bytes) {
-    check.error = formatted("by-size: subtree bytes of [%" PRIu64 ", +%" PRIu64 ") is %" PRIu64 ", recomputed %" PRIu64,
-                            n->start, n->size, n->subtree_bytes_by_size, bytes);
-    return 0;
-  }
-  return bytes;
 }
 
 }  // namespace
@@ -588,39 +542,22 @@ std::string FreeSpaceTree::validate() const {
   SubtreeCheck check;
   check.budget = extent_count_;
   const Node* previous = nullptr;
-  const Node* address_root = by_address_.root();
-  if (address_root != nullptr && address_root->by_address.parent != nullptr) return "by-address: root has a parent";
-  const AddressSummary all = validate_by_address(address_root, nullptr, check, previous, head_);
-  if (!check.error.empty()) return check.error;
-  if (previous != tail_) return "list tail is not the highest extent";
-  if (previous != nullptr && previous->next != nullptr) return "list: highest extent has a next";
-  if (previous == nullptr && head_ != nullptr) return "list head set but by-address index is empty";
-  const size_t address_count = extent_count_ - check.budget;
-  if (address_count != extent_count_) {
-    return formatted("extent_count is %zu but the by-address index holds %zu", extent_count_, address_count);
-  }
-
-  check.budget = extent_count_;
-  previous = nullptr;
-  const Node* size_root = by_size_.root();
-  if (size_root != nullptr && size_root->by_size.parent != nullptr) return "by-size: root has a parent";
-  const uint64_t size_bytes = validate_by_size(size_root, nullptr, check, previous, address_root);
+  const Node* root = by_address_.root();
+  if (root != nullptr && root->by_address.parent != nullptr) return "by-address: root has a parent";
+  const SubtreeSummary all = validate_subtree(root, nullptr, check, previous);
   if (!check.error.empty()) return check.error;
   if (check.budget != 0) {
-    return formatted("extent_count is %zu but the by-size index holds %zu", extent_count_, extent_count_ - check.budget);
+    return formatted("extent_count is %zu but the by-address index holds %zu", extent_count_, extent_count_ - check.budget);
   }
-  if (size_bytes != all.bytes) return "the two indexes disagree on total bytes";
 
   std::array<Bucket, 64> histogram{};
-  uint64_t bytes = 0;
-  for (const Node* n = head_; n != nullptr; n = n->next) {
-    Bucket& b = histogram[histogram_bucket_of(n->size)];
+  for_each([&](const Extent& e) {
+    Bucket& b = histogram[histogram_bucket_of(e.size)];
     ++b.extents;
-    b.bytes += n->size;
-    bytes += n->size;
-  }
-  if (bytes != free_bytes_) {
-    return formatted("free_bytes is %" PRIu64 ", recomputed %" PRIu64, free_bytes_, bytes);
+    b.bytes += e.size;
+  });
+  if (all.bytes != free_bytes_) {
+    return formatted("free_bytes is %" PRIu64 ", recomputed %" PRIu64, free_bytes_, all.bytes);
   }
   for (size_t i = 0; i < histogram.size(); ++i) {
     if (histogram[i] != histogram_[i]) {

@@ -9,19 +9,24 @@
 //
 // Units are the caller's (the lead passes bytes); nothing assumes page multiples.
 //
-// Structure: one pool-allocated node per extent, member of two intrusive treaps and one list:
-//   - by address, augmented with subtree max size (prunes fit searches, like the kernel's
-//     subtree_max_size) and subtree byte sum (free_bytes_in);
-//   - by (size, start), augmented with subtree byte sum (bytes_in_extents_smaller_than);
-//   - a doubly linked list in address order (O(1) neighbour checks when coalescing).
+// Structure: one pool-allocated, cache-line-sized node (64 bytes) per extent, in one intrusive
+// treap by address, augmented per subtree with
+//   - the largest extent size (prunes fit searches, like the kernel's subtree_max_size),
+//   - the byte sum (free_bytes_in),
+//   - a 32-bit mask of the size classes present: bit c is set when some extent in the subtree has
+//     floor(log2(size)) == 2c or 2c + 1 (bytes_in_extents_smaller_than walks only the subtrees
+//     that hold extents of the one log2 bucket the histogram cannot answer for).
+// Address-order neighbours are in-order neighbours in the treap (insert finds both in the one
+// descent it makes anyway), so there is no separate list and no second index to update.
 // Treap priorities come from a splitmix64 stream with a fixed seed, so the same operation sequence
-// always builds the same trees. No operation allocates except when a node is needed and the pool's
+// always builds the same tree. No operation allocates except when a node is needed and the pool's
 // free list is empty; node memory is the ordinary heap, kept until destruction.
 //
 // Not thread-safe; the caller serialises access.
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -43,24 +48,26 @@ struct Extent {
 
 namespace detail {
 
-// One free extent. Lives in a FreeSpaceTree node pool; only FreeSpaceTree touches it.
-// Field order: what a by-address descent reads (keys, links, augmentations) comes first and
-// together, the size index and the list after it.
-struct FreeExtentNode {
+// One free extent. Lives in a FreeSpaceTree node pool; only FreeSpaceTree touches it. One cache
+// line: a descent reads one line per level, and everything a fit search or a refresh needs of a
+// node (keys, links, summaries) is in it.
+struct alignas(64) FreeExtentNode {
   uint64_t start = 0;
   uint64_t size = 0;
-  uint64_t priority = 0;  // shared by both treaps: it is independent of both keys
-  TreapLinks<FreeExtentNode> by_address;
-  uint64_t subtree_max_size = 0;          // max size in the by-address subtree
-  uint64_t subtree_bytes_by_address = 0;  // sum of sizes in the by-address subtree
-
-  TreapLinks<FreeExtentNode> by_size;
-  uint64_t subtree_bytes_by_size = 0;  // sum of sizes in the by-size subtree
-  FreeExtentNode* prev = nullptr;  // address-order neighbours; next also links the pool free list
-  FreeExtentNode* next = nullptr;
+  TreapLinks<FreeExtentNode> by_address;  // by_address.right also links the pool's free list
+  uint64_t subtree_max_size = 0;          // max size in the subtree
+  uint64_t subtree_bytes = 0;             // sum of sizes in the subtree
+  uint32_t priority = 0;
+  uint32_t subtree_size_classes = 0;  // bit floor(log2(size)) / 2 of every extent in the subtree
 
   [[nodiscard]] uint64_t end() const { return start + size; }
 };
+static_assert(sizeof(FreeExtentNode) == 64, "a free-extent node is one cache line");
+
+// The bit of subtree_size_classes that an extent of `size` (> 0) sets.
+inline uint32_t size_class_bit(uint64_t size) {
+  return uint32_t{1} << ((63u - static_cast<unsigned>(std::countl_zero(size))) >> 1);
+}
 
 struct FreeExtentByAddress {
   static TreapLinks<FreeExtentNode>& links(FreeExtentNode& n) { return n.by_address; }
@@ -70,31 +77,20 @@ struct FreeExtentByAddress {
   static void recompute(FreeExtentNode& n) {
     uint64_t max_size = n.size;
     uint64_t bytes = n.size;
+    uint32_t classes = size_class_bit(n.size);
     if (const FreeExtentNode* l = n.by_address.left) {
       max_size = l->subtree_max_size > max_size ? l->subtree_max_size : max_size;
-      bytes += l->subtree_bytes_by_address;
+      bytes += l->subtree_bytes;
+      classes |= l->subtree_size_classes;
     }
     if (const FreeExtentNode* r = n.by_address.right) {
       max_size = r->subtree_max_size > max_size ? r->subtree_max_size : max_size;
-      bytes += r->subtree_bytes_by_address;
+      bytes += r->subtree_bytes;
+      classes |= r->subtree_size_classes;
     }
     n.subtree_max_size = max_size;
-    n.subtree_bytes_by_address = bytes;
-  }
-};
-
-struct FreeExtentBySize {
-  static TreapLinks<FreeExtentNode>& links(FreeExtentNode& n) { return n.by_size; }
-  static const TreapLinks<FreeExtentNode>& links(const FreeExtentNode& n) { return n.by_size; }
-  static uint64_t priority(const FreeExtentNode& n) { return n.priority; }
-  static bool less(const FreeExtentNode& a, const FreeExtentNode& b) {
-    return a.size != b.size ? a.size < b.size : a.start < b.start;
-  }
-  static void recompute(FreeExtentNode& n) {
-    uint64_t bytes = n.size;
-    if (const FreeExtentNode* l = n.by_size.left) bytes += l->subtree_bytes_by_size;
-    if (const FreeExtentNode* r = n.by_size.right) bytes += r->subtree_bytes_by_size;
-    n.subtree_bytes_by_size = bytes;
+    n.subtree_bytes = bytes;
+    n.subtree_size_classes = classes;
   }
 };
 
@@ -169,7 +165,11 @@ class FreeSpaceTree {
   [[nodiscard]] uint64_t free_bytes_in(uint64_t lo, uint64_t hi) const;
 
   // Sum of sizes of the extents whose size < size: the numerator of the kernel-style
-  // unusable-free-space index for a request of `size`. O(log n) expected (by-size index).
+  // unusable-free-space index for a request of `size`. Exact. Whole log2 buckets below size come
+  // from the histogram; only size's own bucket, when size is not a power of two, is walked, through
+  // the subtrees whose size-class mask says they hold such extents. Cost O(1) when size is a power
+  // of two or its bucket is empty, else O((k + 1) log n) expected, k = extents in size's bucket
+  // and its size-class pair (floor(log2) differing only in the lowest bit).
   [[nodiscard]] uint64_t bytes_in_extents_smaller_than(uint64_t size) const;
 
   // Bucket i counts the extents with floor(log2(size)) == i and their total size. Maintained in
@@ -179,13 +179,14 @@ class FreeSpaceTree {
   // Calls f(Extent) for every extent in ascending address order. f must not modify the tree. O(n).
   template <class F>
   void for_each(F&& f) const {
-    for (const detail::FreeExtentNode* n = head_; n != nullptr; n = n->next) f(Extent{n->start, n->size});
+    for (detail::FreeExtentNode* n = lowest(); n != nullptr; n = AddressTreap::next_in_order(n)) {
+      f(Extent{n->start, n->size});
+    }
   }
 
-  // Recomputes everything from scratch and compares: BST order of both indexes, heap order of
-  // priorities, parent links, every augmented value, no two extents overlapping or touching, the
-  // address list matching the in-order walk, the two indexes holding the same nodes, and the
-  // totals, count and histogram. Returns "" when all hold, else a message naming the first broken
+  // Recomputes everything from scratch and compares: BST order, heap order of priorities, parent
+  // links, every augmented value (max size, byte sum, size-class mask), no two extents overlapping
+  // or touching, and the totals, count and histogram. Returns "" when all hold, else a message naming the first broken
   // invariant and the extent values involved. O(n log n); intended for tests and -Dchecks=full.
   [[nodiscard]] std::string validate() const;
 
@@ -196,13 +197,18 @@ class FreeSpaceTree {
  private:
   using Node = detail::FreeExtentNode;
   using AddressTreap = IntrusiveAugmentedTreap<Node, detail::FreeExtentByAddress>;
-  using SizeTreap = IntrusiveAugmentedTreap<Node, detail::FreeExtentBySize>;
   friend class FreeSpaceTreeTestAccess;  // tests corrupt nodes to prove validate() notices
 
   [[nodiscard]] Node* allocate_node(uint64_t start, uint64_t size);
   void release_node(Node* n);
+  struct Split {
+    Node* before = nullptr;       // highest extent starting below the address
+    Node* at_or_after = nullptr;  // lowest extent starting at or after it
+  };
+  [[nodiscard]] Split split_at(uint64_t addr) const;
   [[nodiscard]] Node* first_starting_at_or_after(uint64_t addr) const;
   [[nodiscard]] Node* last_starting_at_or_before(uint64_t addr) const;
+  [[nodiscard]] Node* lowest() const;
   [[nodiscard]] uint64_t bytes_below(uint64_t addr) const;
   void link_new_extent(Node* n, Node* prev, Node* next);
   void unlink_extent(Node* n);
@@ -212,9 +218,6 @@ class FreeSpaceTree {
   void swap(FreeSpaceTree& other) noexcept;
 
   AddressTreap by_address_;
-  SizeTreap by_size_;
-  Node* head_ = nullptr;  // lowest extent
-  Node* tail_ = nullptr;  // highest extent
   uint64_t free_bytes_ = 0;
   size_t extent_count_ = 0;
   std::array<Bucket, 64> histogram_{};

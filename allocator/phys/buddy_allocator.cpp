@@ -235,6 +235,30 @@ void BuddyAllocator::free_block(std::uint64_t pfn, unsigned order) {
   push_free(pfn, order);
 }
 
+// A whole free block for the bulk path, without the page-by-page splitting that would give the
+// same pages. allocate_block(order) takes the lowest block of the smallest order `current` >=
+// order that has one and splits it. When 2^current <= remaining, the bulk loop would go on to take
+// every piece of that split before anything else, in ascending pfn order: order is then
+// max_order (order = min(max_order, floor_log2(remaining)) < current <= floor_log2(remaining)),
+// every later ask is again max_order while at least 2^max_order pages remain, which they do until
+// the block is used up, and the only free blocks of orders [max_order, current) are its pieces
+// (those orders were empty, or allocate_block would have stopped there). So taking the block
+// whole yields exactly the same pfns in the same order, and the same final state (the state is
+// canonical). Otherwise this is allocate_block(order). Returns {pfn, order taken}.
+std::optional<std::pair<std::uint64_t, unsigned>> BuddyAllocator::allocate_run(unsigned order, std::uint64_t remaining) {
+  for (unsigned current = order; current <= kMaxOrder; ++current) {
+    if (free_blocks_[current] == 0) continue;
+    if (current == order || pages_of(current) > remaining) break;
+    const std::uint64_t pfn = *free_heads_[current].lowest() << current;
+    pop_free(pfn, current);
+    page_state_[pfn] = static_cast<std::uint8_t>(kAllocatedHead | current);
+    return std::pair{pfn, current};
+  }
+  const std::optional<std::uint64_t> pfn = allocate_block(order);
+  if (!pfn) return std::nullopt;
+  return std::pair{*pfn, order};
+}
+
 // Bulk allocation: the rule and its relation to vm_area_alloc_pages are in the header. Blocks
 // taken so far are kept as (pfn, order) so that a failure can give them back as whole blocks:
 // freeing them re-merges exactly what allocate() split (the state is canonical, see the header),
@@ -252,15 +276,15 @@ bool BuddyAllocator::allocate_pages(std::uint64_t count, std::vector<std::uint64
   while (remaining > 0) {
     // remaining is a multiple of 2^min_order, so floor_log2(remaining) >= min_order.
     unsigned order = std::min(max_order, floor_log2(remaining));
-    std::optional<std::uint64_t> pfn = allocate_block(order);
-    while (!pfn && order > min_order) pfn = allocate_block(--order);
-    if (!pfn) {
+    std::optional<std::pair<std::uint64_t, unsigned>> block = allocate_run(order, remaining);
+    while (!block && order > min_order) block = allocate_run(--order, remaining);
+    if (!block) {
       for (auto it = taken.rbegin(); it != taken.rend(); ++it) free_block(it->first, it->second);
       VMF_ASSERT_FULL(validate().empty(), "after a failed allocate_pages: %s", validate().c_str());
       return false;
     }
-    taken.emplace_back(*pfn, order);
-    remaining -= pages_of(order);
+    taken.push_back(*block);
+    remaining -= pages_of(block->second);
   }
   pfns_out.reserve(pfns_out.size() + count);
   for (const auto& [head, order] : taken) {
@@ -273,8 +297,35 @@ bool BuddyAllocator::allocate_pages(std::uint64_t count, std::vector<std::uint64
   return true;
 }
 
+// free_block(pfn, 0) for each pfn, but a run of consecutive pfns that covers an aligned block of
+// order k is freed as that one block: the free state depends only on which pages are free (it is
+// the canonical tiling, see free_block), so freeing the block gives the state freeing its pages
+// one by one would. The run is cut greedily into the largest aligned blocks (as the initial tiling
+// is). Every page must be an allocated order-0 page, as free_block(pfn, 0) requires; if one is
+// not, that block's pages go through free_block one by one, which aborts at the bad page with the
+// message a page-by-page free would give, in the same state.
 void BuddyAllocator::free_pages(const std::vector<std::uint64_t>& pfns) {
-  for (std::uint64_t pfn : pfns) free_block(pfn, 0);
+  const std::size_t n = pfns.size();
+  std::size_t i = 0;
+  while (i < n) {
+    const std::uint64_t head = pfns[i];
+    // Longest run of consecutive pfns starting at i, capped at one maximal block.
+    std::size_t run = 1;
+    while (i + run < n && run < pages_of(kMaxOrder) && pfns[i + run] == head + run) ++run;
+    unsigned order = std::min<unsigned>(floor_log2(run), head == 0 ? kMaxOrder : static_cast<unsigned>(std::countr_zero(head)));
+    order = std::min(order, kMaxOrder);
+    bool whole = order > 0 && head < page_count_ && pages_of(order) <= page_count_ - head;
+    for (std::uint64_t p = head; whole && p < head + pages_of(order); ++p) whole = page_state_[p] == (kAllocatedHead | 0);
+    if (!whole) {
+      free_block(head, 0);
+      ++i;
+      continue;
+    }
+    page_state_[head] = static_cast<std::uint8_t>(kAllocatedHead | order);
+    for (std::uint64_t p = head + 1; p < head + pages_of(order); ++p) page_state_[p] = kTail;
+    free_block(head, order);
+    i += pages_of(order);
+  }
   VMF_ASSERT_FULL(validate().empty(), "after free_pages: %s", validate().c_str());
 }
 

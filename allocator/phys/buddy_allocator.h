@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "allocator/core/failure.h"
@@ -136,7 +137,9 @@ class BuddyAllocator {
                                     unsigned min_order = 0);
 
   // free(pfn, 0) for each pfn, in order (so the same list always leaves the same state). Same
-  // preconditions per pfn, checked as each is freed. Cost: O(k * kMaxOrder * log64 N).
+  // preconditions per pfn, checked as each is freed. Runs of consecutive pfns that cover aligned
+  // blocks are freed block by block, with the same result. Cost: O(k + b * kMaxOrder * log64 N)
+  // for b such blocks and single pages.
   void free_pages(const std::vector<std::uint64_t>& pfns);
 
   [[nodiscard]] std::uint64_t page_count() const { return page_count_; }       // O(1)
@@ -191,6 +194,9 @@ class BuddyAllocator {
  private:
   // allocate/free without the VMF_ASSERT_FULL walk: the bulk calls walk once at their end.
   [[nodiscard]] std::optional<std::uint64_t> allocate_block(unsigned order);
+  // allocate_block(order) for the bulk path, or a whole larger block when the bulk path would take
+  // all of its pieces next anyway (see the .cpp). Returns {pfn, order of what was taken}.
+  [[nodiscard]] std::optional<std::pair<std::uint64_t, unsigned>> allocate_run(unsigned order, std::uint64_t remaining);
   void free_block(std::uint64_t pfn, unsigned order);
   friend class BuddyAllocatorTestAccess;  // tests corrupt state to prove validate() notices
 
