@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "allocator/core/assert.h"
+#include "allocator/core/splitmix64.h"
 
 namespace vmfrag {
 
@@ -19,13 +20,6 @@ using Node = detail::FreeExtentNode;
 // Any fixed value works; it only has to be the same on every run.
 constexpr uint64_t kPrioritySeed = 0x76'6d'66'72'61'67'00'01ULL;  // "vmfrag" 0 1
 constexpr size_t kNodesPerPoolChunk = 1024;
-
-uint64_t splitmix64_next(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 unsigned histogram_bucket_of(uint64_t size) { return 63u - static_cast<unsigned>(std::countl_zero(size)); }
 

@@ -1,10 +1,10 @@
 #include "allocator/os/fault_injection.h"
 
-#include "allocator/core/splitmix64.h"
-
 #include <cerrno>
 #include <charconv>
 #include <utility>
+
+#include "allocator/core/splitmix64.h"
 
 namespace vmfrag {
 namespace {

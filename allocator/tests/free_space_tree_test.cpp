@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "allocator/core/splitmix64.h"
+
 namespace vmfrag {
 
 // Test-only access to FreeSpaceTree internals (declared a friend in the header).
@@ -452,16 +454,9 @@ TEST(FreeSpaceTreeDeathTest, FullChecksCatchCorruptionAtTheNextUpdate) {
 // ---------------------------------------------------------------------------------------------
 // Randomised differential test against a brute-force model.
 
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 struct TestRng {
   uint64_t state;
-  uint64_t next() { return splitmix64(state); }
+  uint64_t next() { return splitmix64_next(state); }
   uint64_t below(uint64_t n) { return n == 0 ? 0 : next() % n; }
   bool one_in(uint64_t n) { return below(n) == 0; }
 };

@@ -35,7 +35,7 @@
 #include "allocator/vspace/virtual_space.h"
 #include "bench/baseline/lowest_fit_baseline.h"
 #include "bench/perf/benchmark_perf.h"
-#include "bench/suites/splitmix64.h"
+#include "allocator/core/splitmix64.h"
 #include "bench/suites/suites.h"
 #include "harness/reference/reference_model.h"
 
@@ -64,8 +64,8 @@ const OpStream& op_stream() {
     OpStream s;
     std::uint64_t state = 20261201;
     for (std::size_t i = 0; i < kRing; ++i) {
-      s.sizes.push_back((1 + splitmix64(state) % 16) * kPage);
-      s.victims.push_back(static_cast<std::uint32_t>(splitmix64(state)));
+      s.sizes.push_back((1 + splitmix64_next(state) % 16) * kPage);
+      s.victims.push_back(static_cast<std::uint32_t>(splitmix64_next(state)));
     }
     return s;
   }();

@@ -13,7 +13,7 @@
 #include "allocator/core/assert.h"
 #include "allocator/vmalloc/vmalloc.h"
 #include "bench/perf/benchmark_perf.h"
-#include "bench/suites/splitmix64.h"
+#include "allocator/core/splitmix64.h"
 #include "bench/suites/suites.h"
 
 namespace vmfrag::bench {
@@ -34,7 +34,7 @@ void BM_VmallocCheck(benchmark::State& state) {
   std::uint64_t rng = 0xc4ec;
   std::vector<void*> areas;
   for (int i = 0; i < 64; ++i) {
-    const VmallocResult r = vm.vmalloc((1 + splitmix64(rng) % 8) * kPage);
+    const VmallocResult r = vm.vmalloc((1 + splitmix64_next(rng) % 8) * kPage);
     VMF_CHECK(r.ok(), "set-up vmalloc %d failed: %s", i, std::string(failure_name(r.failure)).c_str());
     areas.push_back(r.addr);
   }

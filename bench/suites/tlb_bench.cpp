@@ -26,7 +26,7 @@
 #include "allocator/core/assert.h"
 #include "allocator/vmalloc/vmalloc.h"
 #include "bench/perf/benchmark_perf.h"
-#include "bench/suites/splitmix64.h"
+#include "allocator/core/splitmix64.h"
 #include "bench/suites/suites.h"
 #include "bench/tlb/tlb_model.h"
 
@@ -78,7 +78,7 @@ struct ChaseFixture : Fixture {
     next.resize(slots);
     std::iota(next.begin(), next.end(), 0u);
     std::uint64_t state = 0x7ac0 + bytes;
-    for (std::uint64_t i = slots - 1; i > 0; --i) std::swap(next[i], next[splitmix64(state) % i]);
+    for (std::uint64_t i = slots - 1; i > 0; --i) std::swap(next[i], next[splitmix64_next(state) % i]);
   }
   ~ChaseFixture() override { munmap(raw_anon, bytes + kHuge); }
 
