@@ -170,7 +170,11 @@ VmallocResult Vmalloc::vzalloc(std::uint64_t size) {
  *                parallel with vmalloc and vfree in backing none (which take no pages); an area
  *                that owns pages takes it inside lock_ (the one order, so no deadlock).
  *
- * System calls are made outside the lock. A new area is reserved under it — address range, pages,
+ * System calls are made outside lock_, one at a time under os_calls_ (a lock of their own, taken
+ * inside lock_ where a call is made under it): the kernel serialises a process's mapping changes
+ * on its mmap_lock anyway, and its contended path (sleep and wake-up on the rwsem, TLB shootdowns
+ * to the other thread's CPU) cost more than a user-space handoff (bench/README.md, "Thread
+ * scaling"); while one thread is in the kernel, others do their bookkeeping under lock_. A new area is reserved under it — address range, pages,
  * its record in areas_ in state kMapping, and every counter, mappings included (so map_cap is
  * enforced on the reservation, and check() finds the counters consistent at any moment) — then
  * mapped without it, then committed (kLive) under it again. A release marks the area kUnmapping
@@ -304,10 +308,12 @@ bool Vmalloc::within_map_cap(std::uint64_t mappings) const {
   return config_.map_cap == 0 || mappings_in_use_ + mappings <= config_.map_cap;
 }
 
-// Maps an area's pages, as the backing mode says, touching nothing but the OS (callable without
-// the lock). On failure everything this call mapped is unmapped again and the error returned.
+// Maps an area's pages, as the backing mode says, touching nothing but the OS and os_calls_
+// (callable without lock_). On failure everything this call mapped is unmapped again and the error
+// returned.
 int Vmalloc::map_pages(char* addr, std::uint64_t pages, const std::vector<std::uint64_t>& pfns, bool huge) {
   if (config_.backing == BackingMode::kNone) return 0;
+  std::lock_guard os_lock(os_calls_);
   const std::uint64_t bytes = pages * kPage;
   if (config_.backing == BackingMode::kAnon) {
     if (const int err = os_.protect(addr, bytes, OsInterface::Protection::kReadWrite); err != 0) return err;
@@ -316,7 +322,7 @@ int Vmalloc::map_pages(char* addr, std::uint64_t pages, const std::vector<std::u
     if (huge) (void)os_.advise_hugepage(addr, bytes);
     if (config_.populate) {
       if (const int err = os_.populate_write(addr, bytes); err != 0) {
-        unmap_pages(addr, pfns.size());
+        drop_mapping(addr, pfns.size());
         return err;
       }
     }
@@ -331,7 +337,7 @@ int Vmalloc::map_pages(char* addr, std::uint64_t pages, const std::vector<std::u
     const int err = os_.map_shared(addr + i * kPage, (j - i) * kPage, phys_->fd(), pfns[i] * kPage, /*fixed=*/true,
                                    config_.populate, &out);
     if (err != 0) {
-      if (done != 0) unmap_pages(addr, done);
+      if (done != 0) drop_mapping(addr, done);
       return err;
     }
     done = j;
@@ -343,9 +349,14 @@ int Vmalloc::map_pages(char* addr, std::uint64_t pages, const std::vector<std::u
 // Drops the pages of [addr, addr+pages) and makes the range inaccessible. Neither call can need a
 // new kernel mapping: MADV_DONTNEED never splits a VMA, and the mprotect covers whole VMAs (the
 // area's runs, or the one read-write anonymous VMA, which then merges back into the reservation).
-// Touches nothing but the OS (callable without the lock).
+// Touches nothing but the OS and os_calls_ (callable without lock_).
 void Vmalloc::unmap_pages(char* addr, std::uint64_t pages) {
   if (config_.backing == BackingMode::kNone || pages == 0) return;
+  std::lock_guard os_lock(os_calls_);
+  drop_mapping(addr, pages);
+}
+
+void Vmalloc::drop_mapping(char* addr, std::uint64_t pages) {
   const std::uint64_t bytes = pages * kPage;
   VMF_CHECK(os_.drop_pages(addr, bytes) == 0, "MADV_DONTNEED of an area at %p failed", static_cast<void*>(addr));
   VMF_CHECK(os_.protect(addr, bytes, OsInterface::Protection::kNone) == 0, "mprotect(PROT_NONE) of %p failed",
@@ -375,6 +386,7 @@ void Vmalloc::restore_reservation(void* addr, std::uint64_t bytes) {
   const std::uint64_t guard = std::uint64_t{config_.space.guard_pages} * kPage;
   if (bytes <= guard) return;
   const std::uint64_t mapped = bytes - guard;
+  std::lock_guard os_lock(os_calls_);  // inside lock_: the one order
   if (os_.reserve_fixed(addr, mapped, /*replace=*/true) == 0) return;
   if (os_.unmap(addr, mapped) != 0) {
     ++restore_failures_;

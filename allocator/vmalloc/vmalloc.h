@@ -226,6 +226,7 @@ class Vmalloc {
   // OS calls only: callable without the lock.
   [[nodiscard]] int map_pages(char* addr, std::uint64_t pages, const std::vector<std::uint64_t>& pfns, bool huge);
   void unmap_pages(char* addr, std::uint64_t pages);
+  void drop_mapping(char* addr, std::uint64_t pages);  // unmap_pages's OS calls; os_calls_ held
   static void on_purge(void* self, std::uint64_t offset, std::uint64_t bytes);
   void restore_reservation(void* addr, std::uint64_t bytes);
   ReleaseStatus release_area(const void* addr, AreaKind wanted, const char* fn);
@@ -249,6 +250,9 @@ class Vmalloc {
   const std::unique_ptr<Mutex> lock_;
   const VmallocConfig config_;
   OsInterface& os_;
+  // Held around every OS call that maps, unmaps or restores an area's range (see new_area); taken
+  // last, never held while waiting for another lock.
+  mutable Mutex os_calls_;
   std::unique_ptr<VirtualSpace> space_;
   std::unique_ptr<PhysicalMemory> phys_;
 
