@@ -8,7 +8,7 @@
 
 namespace vmfrag {
 
-PhysicalMemory::CreateResult PhysicalMemory::create(const PhysicalMemoryConfig& config) {
+PhysicalMemory::CreateResult PhysicalMemory::create(const PhysicalMemoryConfig& config, Mutex* lock) {
   CreateResult r;
   if (config.bytes == 0 || config.bytes % kPhysPageSize != 0 || config.bytes > kMaxPhysicalBytes) {
     r.error = EINVAL;
@@ -38,12 +38,19 @@ PhysicalMemory::CreateResult PhysicalMemory::create(const PhysicalMemoryConfig& 
     (void)os.close_fd(fd);
     return r;
   }
-  r.memory.reset(new PhysicalMemory(os, config.faults, config.bytes, fd, direct));
+  r.memory.reset(new PhysicalMemory(os, config.faults, config.bytes, fd, direct, lock));
   return r;
 }
 
-PhysicalMemory::PhysicalMemory(OsInterface& os, PageAllocFaults* faults, std::uint64_t bytes, int fd, void* direct_map)
-    : os_(os), faults_(faults), bytes_(bytes), fd_(fd), direct_map_(direct_map), buddy_(bytes / kPhysPageSize) {}
+PhysicalMemory::PhysicalMemory(OsInterface& os, PageAllocFaults* faults, std::uint64_t bytes, int fd, void* direct_map,
+                               Mutex* lock)
+    : os_(os),
+      faults_(faults),
+      bytes_(bytes),
+      fd_(fd),
+      direct_map_(direct_map),
+      mutex_(lock != nullptr ? *lock : own_mutex_),
+      buddy_(bytes / kPhysPageSize) {}
 
 PhysicalMemory::~PhysicalMemory() {
   // Both are ours alone; failing to give them back would be a kernel bug, not a caller error.

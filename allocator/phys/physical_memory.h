@@ -11,10 +11,10 @@
 // (the file is sparse), so a 256 MiB PhysicalMemory costs almost nothing until pages are written.
 //
 // Thread safety: every public member function may be called concurrently (the vmalloc and kmalloc
-// paths of the layers above run on several threads); one lock, lock(), guards the buddy allocator.
-// A layer that keeps its own page bookkeeping under the same lock (Vmalloc: kmalloc blocks, area
-// pages) takes lock() itself and calls the *_locked entry points. The address translations read
-// only constants and take no lock. Determinism: pfns depend only on the
+// paths of the layers above run on several threads); one lock guards the buddy allocator: the
+// memory's own, or the lock of the layer that owns it (create's `lock`), which then calls the
+// *_locked entry points with that lock held. The address translations read only constants and
+// take no lock. Determinism: pfns depend only on the
 // page count and the sequence of calls (see BuddyAllocator), never on where the OS put the map.
 #pragma once
 
@@ -86,7 +86,9 @@ class PhysicalMemory {
   //   the errno   of memfd_create/ftruncate (nothing left open) or of the direct-map mmap (the fd
   //               is closed again before returning).
   // Cost: three or four system calls plus O(N) metadata (BuddyAllocator); no page is touched.
-  [[nodiscard]] static CreateResult create(const PhysicalMemoryConfig& config);
+  // `lock`: null = the memory locks itself; otherwise the lock of the layer that owns it (Vmalloc),
+  // which must outlive it; the public calls take that lock, the owner's *_locked calls hold it.
+  [[nodiscard]] static CreateResult create(const PhysicalMemoryConfig& config, Mutex* lock = nullptr);
 
   // Unmaps the direct map and closes the memfd; the kernel frees the file's pages once no mapping
   // of it remains (vmalloc mappings made by upper layers must be gone or they keep pages alive).
@@ -148,7 +150,7 @@ class PhysicalMemory {
   [[nodiscard]] BuddyStats stats_locked() const;
 
  private:
-  PhysicalMemory(OsInterface& os, PageAllocFaults* faults, std::uint64_t bytes, int fd, void* direct_map);
+  PhysicalMemory(OsInterface& os, PageAllocFaults* faults, std::uint64_t bytes, int fd, void* direct_map, Mutex* lock);
   [[nodiscard]] std::string check_alias_locked(std::uint64_t pfn) const;
   [[nodiscard]] FailureKind injected_failure_locked(PageAllocCall call);
 
@@ -158,7 +160,8 @@ class PhysicalMemory {
   const int fd_;
   void* const direct_map_;
 
-  mutable Mutex mutex_;
+  Mutex own_mutex_;  // unused when the owner's lock is shared
+  Mutex& mutex_;      // own_mutex_ or the owner's
   BuddyAllocator buddy_;
 };
 

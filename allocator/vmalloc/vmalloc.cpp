@@ -100,7 +100,7 @@ Vmalloc::CreateResult Vmalloc::create(const VmallocConfig& config) {
   pc.bytes = config.phys_bytes;
   pc.os = config.space.os;
   pc.faults = config.page_faults;
-  auto phys = PhysicalMemory::create(pc);
+  auto phys = PhysicalMemory::create(pc, lock.get());
   if (phys.memory == nullptr) {
     r.error = phys.error;
     r.message = phys.message;
@@ -159,16 +159,10 @@ VmallocResult Vmalloc::vzalloc(std::uint64_t size) {
 }
 
 /*
- * Locking (issue #15's thread scaling). Two locks, each an absl::Mutex, which spins briefly
- * before it sleeps (allocator/core/mutex.h):
- *   lock_        the address space's: VirtualSpace was created with it and Vmalloc calls its
- *                *_locked entry points, so a vmalloc or vfree takes one lock where it took one per
- *                layer (three futex handoffs per call became one). It guards the areas, vm_map_ram
- *                blocks, mapping counters and misuse log.
- *   page lock    PhysicalMemory's own, phys_->lock(): the buddy allocator, kmalloc blocks and page
- *                counts. kmalloc, kfree, alloc_pages and free_pages take it alone, so they run in
- *                parallel with vmalloc and vfree in backing none (which take no pages); an area
- *                that owns pages takes it inside lock_ (the one order, so no deadlock).
+ * Locking (issue #15's thread scaling). The whole stack has one lock, lock_: VirtualSpace and
+ * PhysicalMemory were created with it, and Vmalloc calls their *_locked entry points, so a call
+ * takes one lock, not one per layer (three futex handoffs became one). The lock is an absl::Mutex,
+ * which spins briefly before sleeping (allocator/core/mutex.h).
  *
  * System calls are made outside lock_, one at a time under os_calls_ (a lock of their own, taken
  * inside lock_ where a call is made under it): the kernel serialises a process's mapping changes
@@ -220,7 +214,7 @@ VmallocResult Vmalloc::new_area(std::unique_lock<Mutex>& lock, AreaKind kind, st
   try {
     if (owns_pages) {
       pfns.reserve(pages);
-      const FailureKind f = take_area_pages(pages, pfns, order);
+      const FailureKind f = phys_->alloc_pages_locked(pages, pfns, order, order);
       if (f != FailureKind::kNone) {
         (void)space_->release_unused_locked(va.offset);
         return VmallocResult{nullptr, f, 0};
@@ -233,7 +227,7 @@ VmallocResult Vmalloc::new_area(std::unique_lock<Mutex>& lock, AreaKind kind, st
     // The record's copy: the mapping below reads `pfns` without the lock, when the record may move.
     if (mapped_later) it->second.pfns = pfns;
   } catch (const std::bad_alloc&) {
-    if (owns_pages && pfns.size() == pages) give_back_area_pages(pfns);
+    if (owns_pages && pfns.size() == pages) phys_->free_pages_locked(pfns);
     areas_.erase(va.offset);
     (void)space_->release_unused_locked(va.offset);
     return VmallocResult{nullptr, FailureKind::kOsError, ENOMEM};
@@ -246,6 +240,7 @@ VmallocResult Vmalloc::new_area(std::unique_lock<Mutex>& lock, AreaKind kind, st
     area.mappings = mappings;
     mappings_in_use_ += mappings;
     mapped_pages_ += pages;
+    if (owns_pages) owned_pages_ += pages;
     lock.unlock();
     err = map_pages(addr, pages, pfns, kind == AreaKind::kHuge);
     lock.lock();
@@ -253,11 +248,12 @@ VmallocResult Vmalloc::new_area(std::unique_lock<Mutex>& lock, AreaKind kind, st
     if (err != 0) {
       mappings_in_use_ -= mappings;
       mapped_pages_ -= pages;
+      if (owns_pages) owned_pages_ -= pages;
     }
   }
   if (err != 0) {
     areas_.erase(it);
-    if (owns_pages) give_back_area_pages(pfns);
+    if (owns_pages) phys_->free_pages_locked(pfns);
     (void)space_->release_unused_locked(va.offset);
     return VmallocResult{nullptr, err == ENOMEM ? FailureKind::kMapLimit : FailureKind::kOsError, err};
   }
@@ -272,21 +268,6 @@ VmallocResult Vmalloc::new_area(std::unique_lock<Mutex>& lock, AreaKind kind, st
   it->second.state = AreaState::kLive;
   max_area_pfns_ = std::max<std::uint64_t>(max_area_pfns_, it->second.pfns.size());
   return VmallocResult{addr, FailureKind::kNone, 0};
-}
-
-// An area's own pages, and the count of them, under the page lock (taken inside lock_: the one
-// lock order). The allocation itself is PhysicalMemory::alloc_pages's.
-FailureKind Vmalloc::take_area_pages(std::uint64_t pages, std::vector<std::uint64_t>& pfns, unsigned order) {
-  std::lock_guard page_lock(phys_->lock());
-  const FailureKind f = phys_->alloc_pages_locked(pages, pfns, order, order);
-  if (f == FailureKind::kNone) owned_pages_ += pages;
-  return f;
-}
-
-void Vmalloc::give_back_area_pages(const std::vector<std::uint64_t>& pfns) {
-  std::lock_guard page_lock(phys_->lock());
-  phys_->free_pages_locked(pfns);
-  owned_pages_ -= pfns.size();
 }
 
 /*
@@ -440,7 +421,8 @@ ReleaseStatus Vmalloc::release_area(std::unique_lock<Mutex>& lock, AreaIndex::it
   }
   mappings_in_use_ -= area.mappings;
   if ((area.kind == AreaKind::kVmalloc || area.kind == AreaKind::kHuge) && config_.backing != BackingMode::kNone) {
-    give_back_area_pages(area.pfns);
+    phys_->free_pages_locked(area.pfns);
+    owned_pages_ -= area.pages;
   }
   if (area.kind == AreaKind::kHuge) --huge_areas_;
   areas_.erase(it);
@@ -609,7 +591,7 @@ VmallocResult Vmalloc::kmalloc(std::uint64_t size) {
   if (size == 0 || size > (std::uint64_t{1} << kMaxOrder) * kPage)
     return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
   const unsigned order = order_for_pages((size + kPage - 1) / kPage);
-  std::lock_guard page_lock(phys_->lock());  // kmalloc is the page layer's alone: not lock_
+  std::lock_guard lock(*lock_);
   const BlockAllocation b = phys_->alloc_block_locked(order);
   if (!b.ok()) return VmallocResult{nullptr, b.failure, 0};
   kmalloc_.emplace(b.pfn, order);
@@ -621,23 +603,19 @@ VmallocResult Vmalloc::kmalloc(std::uint64_t size) {
 
 ReleaseStatus Vmalloc::kfree(const void* addr) {
   if (addr == nullptr) return ReleaseStatus::kNull;
-  const std::optional<std::uint64_t> pfn = phys_->virt_to_pfn(addr);
-  if (pfn) {
-    std::lock_guard page_lock(phys_->lock());  // kfree is the page layer's alone: not lock_
-    auto it = kmalloc_.find(*pfn);
-    if (it != kmalloc_.end() && phys_->pfn_to_virt(*pfn) == addr) {
-      // Free pages stay addressable through the direct map, as all RAM is through the kernel's
-      // physmap (PhysicalMemory::check samples them there); only the kmalloc tail was poisoned.
-      unpoison(addr, (std::uint64_t{1} << it->second) * kPage);
-      phys_->free_block_locked(it->first, it->second);
-      kmalloc_.erase(it);
-      return ReleaseStatus::kOk;
-    }
-  }
-  // Misuse is bookkept under lock_, taken after the page lock is released (the one lock order).
   std::lock_guard lock(*lock_);
-  if (pfn) return misuse_locked(ReleaseStatus::kUnknown, "kfree", addr);
-  return misuse_locked(region_offset(addr) ? ReleaseStatus::kWrongFunction : ReleaseStatus::kUnknown, "kfree", addr);
+  const std::optional<std::uint64_t> pfn = phys_->virt_to_pfn(addr);
+  if (!pfn)
+    return misuse_locked(region_offset(addr) ? ReleaseStatus::kWrongFunction : ReleaseStatus::kUnknown, "kfree", addr);
+  auto it = kmalloc_.find(*pfn);
+  if (it == kmalloc_.end() || phys_->pfn_to_virt(*pfn) != addr)
+    return misuse_locked(ReleaseStatus::kUnknown, "kfree", addr);
+  // Free pages stay addressable through the direct map, as all RAM is through the kernel's
+  // physmap (PhysicalMemory::check samples them there); only the kmalloc tail was poisoned.
+  unpoison(addr, (std::uint64_t{1} << it->second) * kPage);
+  phys_->free_block_locked(it->first, it->second);
+  kmalloc_.erase(it);
+  return ReleaseStatus::kOk;
 }
 
 VmallocResult Vmalloc::kvmalloc(std::uint64_t size) {
@@ -663,14 +641,14 @@ VmallocResult Vmalloc::vmap(const std::vector<std::uint64_t>& pfns) {
 }
 
 FailureKind Vmalloc::alloc_pages(std::uint64_t count, std::vector<std::uint64_t>& pfns) {
-  std::lock_guard page_lock(phys_->lock());
+  std::lock_guard lock(*lock_);
   const FailureKind f = phys_->alloc_pages_locked(count, pfns, 0);
   if (f == FailureKind::kNone) loose_pages_ += count;
   return f;
 }
 
 void Vmalloc::free_pages(const std::vector<std::uint64_t>& pfns) {
-  std::lock_guard page_lock(phys_->lock());
+  std::lock_guard lock(*lock_);
   phys_->free_pages_locked(pfns);
   loose_pages_ -= pfns.size();
 }
@@ -684,7 +662,6 @@ void Vmalloc::purge() {
 
 VmallocStats Vmalloc::stats() const {
   std::lock_guard lock(*lock_);
-  std::lock_guard page_lock(phys_->lock());
   VmallocStats s;
   s.space = space_->stats_locked();
   s.phys = phys_->stats_locked();
@@ -714,7 +691,6 @@ std::string Vmalloc::check(CheckDepth depth) const {
   if (std::string why = space_->check(depth); !why.empty()) return "address space: " + why;
   if (std::string why = phys_->check(depth); !why.empty()) return "physical memory: " + why;
   std::lock_guard lock(*lock_);
-  std::lock_guard page_lock(phys_->lock());
   char buf[256];
   // Every area is a live area of the address space and its pages are allocated.
   std::set<std::uint64_t> owned;

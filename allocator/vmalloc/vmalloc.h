@@ -21,10 +21,9 @@
 // mmap that merges with its neighbours), best effort: if that fails at the map limit the range is
 // still inaccessible and still ours, and the next area mapped there replaces it.
 //
-// Thread safety: every public function may run concurrently. Two locks, each call taking one in
-// backing none: the address space's (shared with VirtualSpace) for vmalloc/vmap/vfree/purge, the
-// page allocator's (PhysicalMemory's) for kmalloc/kfree; system calls are made outside both (see
-// the block comment at Vmalloc::new_area). Determinism: placements and pfns depend only on the configuration and the call sequence.
+// Thread safety: every public function may run concurrently. One lock for the whole stack (the
+// layers below share it), taken once per call; system calls are made outside it (see the block
+// comment at Vmalloc::new_area). Determinism: placements and pfns depend only on the configuration and the call sequence.
 #pragma once
 
 #include <atomic>
@@ -220,9 +219,6 @@ class Vmalloc {
                          std::vector<std::uint64_t> pfns, std::uint64_t requested);
   [[nodiscard]] std::uint64_t mappings_needed(const std::vector<std::uint64_t>& pfns) const;
   [[nodiscard]] bool within_map_cap(std::uint64_t mappings) const;
-  // An area's own pages from / back to the buddy allocator, counted in owned_pages_ (page lock).
-  [[nodiscard]] FailureKind take_area_pages(std::uint64_t pages, std::vector<std::uint64_t>& pfns, unsigned order);
-  void give_back_area_pages(const std::vector<std::uint64_t>& pfns);
   // OS calls only: callable without the lock.
   [[nodiscard]] int map_pages(char* addr, std::uint64_t pages, const std::vector<std::uint64_t>& pfns, bool huge);
   void unmap_pages(char* addr, std::uint64_t pages);
@@ -243,10 +239,8 @@ class Vmalloc {
   // addr's offset in the region, nullopt outside it. O(1).
   [[nodiscard]] std::optional<std::uint64_t> region_offset(const void* addr) const;
 
-  // The locks (see the block comment at Vmalloc::new_area). lock_ is the address space's: space_
-  // was created with it (declared first, it outlives it), and it guards every member below except
-  // those marked "page lock", which phys_->lock() guards with the buddy allocator. Order: lock_,
-  // then the page lock; kmalloc, kfree, alloc_pages and free_pages take the page lock alone.
+  // The one lock of the stack: space_ and phys_ were created with it (declared first, it outlives
+  // them). It guards everything below them too.
   const std::unique_ptr<Mutex> lock_;
   const VmallocConfig config_;
   OsInterface& os_;
@@ -258,11 +252,11 @@ class Vmalloc {
 
   AreaIndex areas_;
   std::uint64_t max_area_pfns_ = 0;            // the most pfns any area has had (vmalloc_to_pfn)
-  std::map<std::uint64_t, unsigned> kmalloc_;  // first pfn -> order (page lock)
+  std::map<std::uint64_t, unsigned> kmalloc_;  // first pfn -> order
   VmapBlockAllocator vmap_blocks_;
   std::map<std::uint64_t, MapRam> map_ram_;    // offset of a small vm_map_ram -> its state
-  std::uint64_t owned_pages_ = 0;     // pages owned by vmalloc areas (page lock)
-  std::uint64_t loose_pages_ = 0;     // pages handed out by alloc_pages, the vmap callers' (page lock)
+  std::uint64_t owned_pages_ = 0;     // pages owned by vmalloc areas
+  std::uint64_t loose_pages_ = 0;     // pages handed out by alloc_pages (the vmap callers')
   std::uint64_t mapped_pages_ = 0;
   std::uint64_t mappings_in_use_ = 0;
   std::atomic<std::uint64_t> restore_failures_{0};  // written by the purge observer
