@@ -167,9 +167,11 @@ VmallocResult Vmalloc::vzalloc(std::uint64_t size) {
  * System calls are made outside lock_, one at a time under os_calls_ (a lock of their own, taken
  * inside lock_ where a call is made under it): the kernel serialises a process's mapping changes
  * on its mmap_lock anyway, and its contended path (sleep and wake-up on the rwsem, TLB shootdowns
- * to the other thread's CPU) cost more than a user-space handoff (bench/README.md, "Thread
- * scaling"); while one thread is in the kernel, others do their bookkeeping under lock_. A new area is reserved under it — address range, pages,
- * its record in areas_ in state kMapping, and every counter, mappings included (so map_cap is
+ * to the other thread's CPU) costs more than a user-space handoff: unserialised, two memfd threads
+ * ran at 0.2x one thread, serialised at 0.45-0.55x (bench/README.md, "Thread scaling"). While one
+ * thread is in the kernel, the others do their bookkeeping under lock_.
+ *
+ * A new area is reserved under lock_ — address range, pages, its record in areas_ in state kMapping, and every counter, mappings included (so map_cap is
  * enforced on the reservation, and check() finds the counters consistent at any moment) — then
  * mapped without it, then committed (kLive) under it again. A release marks the area kUnmapping
  * under the lock, unmaps without it, and returns pages and range under it again. An area that is

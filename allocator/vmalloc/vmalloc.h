@@ -22,8 +22,9 @@
 // still inaccessible and still ours, and the next area mapped there replaces it.
 //
 // Thread safety: every public function may run concurrently. One lock for the whole stack (the
-// layers below share it), taken once per call; system calls are made outside it (see the block
-// comment at Vmalloc::new_area). Determinism: placements and pfns depend only on the configuration and the call sequence.
+// layers below share it), taken once per call; system calls are made outside it, one at a time
+// (see the block comment at Vmalloc::new_area). Determinism: placements and pfns depend only on
+// the configuration and the call sequence.
 #pragma once
 
 #include <atomic>
