@@ -8,7 +8,7 @@
 
 namespace vmfrag {
 
-PhysicalMemory::CreateResult PhysicalMemory::create(const PhysicalMemoryConfig& config) {
+PhysicalMemory::CreateResult PhysicalMemory::create(const PhysicalMemoryConfig& config, Mutex* lock) {
   CreateResult r;
   if (config.bytes == 0 || config.bytes % kPhysPageSize != 0 || config.bytes > kMaxPhysicalBytes) {
     r.error = EINVAL;
@@ -38,12 +38,19 @@ PhysicalMemory::CreateResult PhysicalMemory::create(const PhysicalMemoryConfig& 
     (void)os.close_fd(fd);
     return r;
   }
-  r.memory.reset(new PhysicalMemory(os, config.faults, config.bytes, fd, direct));
+  r.memory.reset(new PhysicalMemory(os, config.faults, config.bytes, fd, direct, lock));
   return r;
 }
 
-PhysicalMemory::PhysicalMemory(OsInterface& os, PageAllocFaults* faults, std::uint64_t bytes, int fd, void* direct_map)
-    : os_(os), faults_(faults), bytes_(bytes), fd_(fd), direct_map_(direct_map), buddy_(bytes / kPhysPageSize) {}
+PhysicalMemory::PhysicalMemory(OsInterface& os, PageAllocFaults* faults, std::uint64_t bytes, int fd, void* direct_map,
+                               Mutex* lock)
+    : os_(os),
+      faults_(faults),
+      bytes_(bytes),
+      fd_(fd),
+      direct_map_(direct_map),
+      mutex_(lock != nullptr ? *lock : own_mutex_),
+      buddy_(bytes / kPhysPageSize) {}
 
 PhysicalMemory::~PhysicalMemory() {
   // Both are ours alone; failing to give them back would be a kernel bug, not a caller error.
@@ -66,6 +73,11 @@ std::optional<std::uint64_t> PhysicalMemory::virt_to_pfn(const void* addr) const
 
 BlockAllocation PhysicalMemory::alloc_block(unsigned order) {
   std::lock_guard lock(mutex_);
+  return alloc_block_locked(order);
+}
+
+BlockAllocation PhysicalMemory::alloc_block_locked(unsigned order) {
+  mutex_.assert_held();
   if (const FailureKind injected = injected_failure_locked(PageAllocCall::kBlock); injected != FailureKind::kNone)
     return BlockAllocation{0, injected};
   if (const std::optional<std::uint64_t> pfn = buddy_.allocate(order)) return BlockAllocation{*pfn, FailureKind::kNone};
@@ -83,12 +95,23 @@ FailureKind PhysicalMemory::injected_failure_locked(PageAllocCall call) {
 
 void PhysicalMemory::free_block(std::uint64_t pfn, unsigned order) {
   std::lock_guard lock(mutex_);
+  free_block_locked(pfn, order);
+}
+
+void PhysicalMemory::free_block_locked(std::uint64_t pfn, unsigned order) {
+  mutex_.assert_held();
   buddy_.free(pfn, order);
 }
 
 FailureKind PhysicalMemory::alloc_pages(std::uint64_t count, std::vector<std::uint64_t>& pfns, unsigned max_order,
                                         unsigned min_order) {
   std::lock_guard lock(mutex_);
+  return alloc_pages_locked(count, pfns, max_order, min_order);
+}
+
+FailureKind PhysicalMemory::alloc_pages_locked(std::uint64_t count, std::vector<std::uint64_t>& pfns,
+                                               unsigned max_order, unsigned min_order) {
+  mutex_.assert_held();
   if (const FailureKind injected = injected_failure_locked(PageAllocCall::kPages); injected != FailureKind::kNone)
     return injected;
   if (buddy_.allocate_pages(count, pfns, max_order, min_order)) return FailureKind::kNone;
@@ -98,11 +121,21 @@ FailureKind PhysicalMemory::alloc_pages(std::uint64_t count, std::vector<std::ui
 
 void PhysicalMemory::free_pages(const std::vector<std::uint64_t>& pfns) {
   std::lock_guard lock(mutex_);
+  free_pages_locked(pfns);
+}
+
+void PhysicalMemory::free_pages_locked(const std::vector<std::uint64_t>& pfns) {
+  mutex_.assert_held();
   buddy_.free_pages(pfns);
 }
 
 BuddyStats PhysicalMemory::stats() const {
   std::lock_guard lock(mutex_);
+  return stats_locked();
+}
+
+BuddyStats PhysicalMemory::stats_locked() const {
+  mutex_.assert_held();
   return buddy_.stats();
 }
 

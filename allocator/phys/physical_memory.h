@@ -11,20 +11,22 @@
 // (the file is sparse), so a 256 MiB PhysicalMemory costs almost nothing until pages are written.
 //
 // Thread safety: every public member function may be called concurrently (the vmalloc and kmalloc
-// paths of the layers above run on several threads); one mutex guards the buddy allocator. The
-// address translations read only constants and take no lock. Determinism: pfns depend only on the
+// paths of the layers above run on several threads); one lock guards the buddy allocator: the
+// memory's own, or the lock of the layer that owns it (create's `lock`), which then calls the
+// *_locked entry points with that lock held. The address translations read only constants and
+// take no lock. Determinism: pfns depend only on the
 // page count and the sequence of calls (see BuddyAllocator), never on where the OS put the map.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "allocator/core/check_depth.h"
 #include "allocator/core/failure.h"
+#include "allocator/core/mutex.h"
 #include "allocator/os/os.h"
 #include "allocator/phys/buddy_allocator.h"
 
@@ -84,7 +86,9 @@ class PhysicalMemory {
   //   the errno   of memfd_create/ftruncate (nothing left open) or of the direct-map mmap (the fd
   //               is closed again before returning).
   // Cost: three or four system calls plus O(N) metadata (BuddyAllocator); no page is touched.
-  [[nodiscard]] static CreateResult create(const PhysicalMemoryConfig& config);
+  // `lock`: null = the memory locks itself; otherwise the lock of the layer that owns it (Vmalloc),
+  // which must outlive it; the public calls take that lock, the owner's *_locked calls hold it.
+  [[nodiscard]] static CreateResult create(const PhysicalMemoryConfig& config, Mutex* lock = nullptr);
 
   // Unmaps the direct map and closes the memfd; the kernel frees the file's pages once no mapping
   // of it remains (vmalloc mappings made by upper layers must be gone or they keep pages alive).
@@ -136,8 +140,17 @@ class PhysicalMemory {
   // (with its errno). Cost: O(N) plus two system calls per sample.
   [[nodiscard]] std::string check(CheckDepth depth = CheckDepth::kFull) const;
 
+  // The calls above for a caller that already holds lock() (asserted): same results, no lock taken.
+  [[nodiscard]] Mutex& lock() const { return mutex_; }
+  [[nodiscard]] BlockAllocation alloc_block_locked(unsigned order);
+  void free_block_locked(std::uint64_t pfn, unsigned order);
+  [[nodiscard]] FailureKind alloc_pages_locked(std::uint64_t count, std::vector<std::uint64_t>& pfns,
+                                               unsigned max_order, unsigned min_order = 0);
+  void free_pages_locked(const std::vector<std::uint64_t>& pfns);
+  [[nodiscard]] BuddyStats stats_locked() const;
+
  private:
-  PhysicalMemory(OsInterface& os, PageAllocFaults* faults, std::uint64_t bytes, int fd, void* direct_map);
+  PhysicalMemory(OsInterface& os, PageAllocFaults* faults, std::uint64_t bytes, int fd, void* direct_map, Mutex* lock);
   [[nodiscard]] std::string check_alias_locked(std::uint64_t pfn) const;
   [[nodiscard]] FailureKind injected_failure_locked(PageAllocCall call);
 
@@ -147,7 +160,8 @@ class PhysicalMemory {
   const int fd_;
   void* const direct_map_;
 
-  mutable std::mutex mutex_;
+  Mutex own_mutex_;  // unused when the owner's lock is shared
+  Mutex& mutex_;      // own_mutex_ or the owner's
   BuddyAllocator buddy_;
 };
 

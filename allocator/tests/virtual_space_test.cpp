@@ -5,11 +5,14 @@
 // against a brute-force model written here and check() after every op.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <optional>
 #include <random>
+#include <mutex>
 #include <thread>
 
 #include "allocator/tests/test_seeds.h"
@@ -41,6 +44,43 @@ std::unique_ptr<VirtualSpace> make(std::uint64_t region, std::uint32_t guard = 1
 std::uint64_t at(const Allocation& a) {
   EXPECT_TRUE(a.ok()) << failure_name(a.failure);
   return a.offset;
+}
+
+// Created with its owner's lock (as Vmalloc does), the space's public calls take that lock, and
+// the *_locked entry points give the same answers while the owner holds it.
+TEST(VirtualSpace, SharedLockIsTakenByPublicCallsAndHeldForLockedOnes) {
+  Mutex owner;
+  VirtualSpaceConfig c;
+  c.region_bytes = 1ull << 20;
+  c.lazy_threshold_pages = 0;
+  auto created = VirtualSpace::create(c, &owner);
+  ASSERT_NE(created.space, nullptr) << created.message;
+  VirtualSpace& vs = *created.space;
+  EXPECT_EQ(&vs.lock(), &owner);
+  const Allocation first = vs.vmalloc(3 * P);
+  ASSERT_TRUE(first.ok());
+  {
+    std::unique_lock held(owner);
+    const Allocation second = vs.vmalloc_locked(2 * P);
+    ASSERT_TRUE(second.ok());
+    EXPECT_EQ(second.offset, 4 * P);  // right after the first area and its guard page
+    EXPECT_EQ(vs.stats_locked().live_areas, 2u);
+    EXPECT_EQ(vs.vfree_offset_locked(second.offset), FreeStatus::kOk);
+    EXPECT_EQ(vs.release_unused_locked(second.offset), FreeStatus::kNotAllocated);  // eager: free space again
+    // While the owner holds the lock, a public call on another thread must wait for it.
+    std::atomic<bool> finished{false};
+    std::thread other([&] {
+      (void)vs.stats();
+      finished.store(true);
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_FALSE(finished.load());
+    held.unlock();
+    other.join();
+    EXPECT_TRUE(finished.load());
+  }
+  EXPECT_EQ(vs.vfree(first.addr), FreeStatus::kOk);
+  EXPECT_EQ(vs.check(), "");
 }
 
 TEST(VirtualSpace, LowestFitWithGuard) {

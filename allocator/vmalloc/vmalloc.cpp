@@ -88,7 +88,9 @@ Vmalloc::CreateResult Vmalloc::create(const VmallocConfig& config) {
                 std::to_string(2 * kVmapMaxAllocPages) + ", " + std::to_string(kMaxRegionBytes / kPage) + "]";
     return r;
   }
-  auto space = VirtualSpace::create(config.space);
+  // One lock for the whole stack (see the block comment at new_area).
+  auto lock = std::make_unique<Mutex>();
+  auto space = VirtualSpace::create(config.space, lock.get());
   if (space.space == nullptr) {
     r.error = space.error;
     r.message = space.message;
@@ -98,18 +100,20 @@ Vmalloc::CreateResult Vmalloc::create(const VmallocConfig& config) {
   pc.bytes = config.phys_bytes;
   pc.os = config.space.os;
   pc.faults = config.page_faults;
-  auto phys = PhysicalMemory::create(pc);
+  auto phys = PhysicalMemory::create(pc, lock.get());
   if (phys.memory == nullptr) {
     r.error = phys.error;
     r.message = phys.message;
     return r;
   }
-  r.vm.reset(new Vmalloc(config, std::move(space.space), std::move(phys.memory)));
+  r.vm.reset(new Vmalloc(config, std::move(lock), std::move(space.space), std::move(phys.memory)));
   return r;
 }
 
-Vmalloc::Vmalloc(const VmallocConfig& config, std::unique_ptr<VirtualSpace> space, std::unique_ptr<PhysicalMemory> phys)
-    : config_(config),
+Vmalloc::Vmalloc(const VmallocConfig& config, std::unique_ptr<Mutex> lock, std::unique_ptr<VirtualSpace> space,
+                 std::unique_ptr<PhysicalMemory> phys)
+    : lock_(std::move(lock)),
+      config_(config),
       os_(config.space.os != nullptr ? *config.space.os : linux_os()),
       space_(std::move(space)),
       phys_(std::move(phys)),
@@ -140,13 +144,14 @@ std::optional<std::uint64_t> Vmalloc::region_offset(const void* addr) const {
 std::uint64_t Vmalloc::map_limit() const { return config_.map_cap != 0 ? config_.map_cap : os_map_limit_; }
 
 VmallocResult Vmalloc::vmalloc(std::uint64_t size, std::uint64_t align) {
-  std::lock_guard lock(mutex_);
-  return new_area_locked(AreaKind::kVmalloc, size, align, {}, size);
+  std::unique_lock lock(*lock_);
+  return new_area(lock, AreaKind::kVmalloc, size, align, {}, size);
 }
 
 VmallocResult Vmalloc::vzalloc(std::uint64_t size) {
-  std::lock_guard lock(mutex_);
-  VmallocResult r = new_area_locked(AreaKind::kVmalloc, size, kPage, {}, size);
+  std::unique_lock lock(*lock_);
+  VmallocResult r = new_area(lock, AreaKind::kVmalloc, size, kPage, {}, size);
+  lock.unlock();  // the area is this caller's alone until it returns
   // anon pages are zero-filled by the kernel; memfd pages come back from the buddy allocator with
   // whatever their last owner wrote; backing none has no bytes.
   if (r.ok() && config_.backing == BackingMode::kMemfd) std::memset(r.addr, 0, size);
@@ -154,6 +159,31 @@ VmallocResult Vmalloc::vzalloc(std::uint64_t size) {
 }
 
 /*
+ * Locking (issue #15's thread scaling). The whole stack has one lock, lock_: VirtualSpace and
+ * PhysicalMemory were created with it, and Vmalloc calls their *_locked entry points, so a call
+ * takes one lock, not one per layer (three futex handoffs became one). The lock is an absl::Mutex,
+ * which spins briefly before sleeping (allocator/core/mutex.h).
+ *
+ * System calls are made outside lock_, one at a time under os_calls_ (a lock of their own, taken
+ * inside lock_ where a call is made under it): the kernel serialises a process's mapping changes
+ * on its mmap_lock anyway, and its contended path (sleep and wake-up on the rwsem, TLB shootdowns
+ * to the other thread's CPU) costs more than a user-space handoff: unserialised, two memfd threads
+ * ran at 0.2x one thread, serialised at 0.45-0.55x (bench/README.md, "Thread scaling"). While one
+ * thread is in the kernel, the others do their bookkeeping under lock_.
+ *
+ * A new area is reserved under lock_ — address range, pages, its record in areas_ in state kMapping, and every counter, mappings included (so map_cap is
+ * enforced on the reservation, and check() finds the counters consistent at any moment) — then
+ * mapped without it, then committed (kLive) under it again. A release marks the area kUnmapping
+ * under the lock, unmaps without it, and returns pages and range under it again. An area that is
+ * not kLive belongs to the one thread working on it: no other call touches its range (the address
+ * space still holds it busy, so nothing is placed over it and no purge restores it) and the release
+ * calls treat it as unknown, so a concurrent double free is still detected and reported, and an
+ * address not yet returned cannot be freed. Backing none makes no system call, so its calls stay
+ * one critical section each; vm_map_ram's small allocations and purge's reservation restores also
+ * stay under the lock (a restore made after it could land on a range another thread has just been
+ * given and mapped). Single-threaded, the calls to the layers and the OS come in the same order as
+ * with one critical section, so replay is unchanged.
+ *
  * A new area, in the order the kernel's __vmalloc_node_range() does it: address range first
  * (alloc_vmap_area), then pages (vm_area_alloc_pages), then page tables (vmap_pages_range). Each
  * step that fails undoes the earlier ones at once, so a failed call leaves no trace: the pages go
@@ -161,15 +191,16 @@ VmallocResult Vmalloc::vzalloc(std::uint64_t size) {
  * (nothing was ever mapped for a TLB to remember).
  *
  * `pfns` empty: vmalloc, the area owns fresh order-0 pages. Otherwise vmap of caller-owned pages.
+ * `lock` is held on entry and on return.
  */
-VmallocResult Vmalloc::new_area_locked(AreaKind kind, std::uint64_t size, std::uint64_t align,
-                                       std::vector<std::uint64_t> pfns, std::uint64_t requested) {
+VmallocResult Vmalloc::new_area(std::unique_lock<Mutex>& lock, AreaKind kind, std::uint64_t size, std::uint64_t align,
+                                std::vector<std::uint64_t> pfns, std::uint64_t requested) {
   // Metadata comes from the ordinary heap, which can run dry exactly when the process reaches its
   // mapping limit (malloc needs mappings too). Every step below either completes or throws before
   // changing anything, and each throw undoes the steps before it.
   Allocation va;
   try {
-    va = space_->vmalloc(size, align);
+    va = space_->vmalloc_locked(size, align);
   } catch (const std::bad_alloc&) {
     return VmallocResult{nullptr, FailureKind::kOsError, ENOMEM};
   }
@@ -185,58 +216,87 @@ VmallocResult Vmalloc::new_area_locked(AreaKind kind, std::uint64_t size, std::u
   try {
     if (owns_pages) {
       pfns.reserve(pages);
-      const FailureKind f = phys_->alloc_pages(pages, pfns, order, order);
+      const FailureKind f = phys_->alloc_pages_locked(pages, pfns, order, order);
       if (f != FailureKind::kNone) {
-        (void)space_->release_unused(va.offset);
+        (void)space_->release_unused_locked(va.offset);
         return VmallocResult{nullptr, f, 0};
       }
     }
-    it = areas_.try_emplace(va.offset, Area{kind, size, pages, {}, 0}).first;
+    const bool mapped_later = config_.backing != BackingMode::kNone;
+    it = areas_.try_emplace(va.offset, Area{kind, size, pages, {}, 0,
+                                            mapped_later ? AreaState::kMapping : AreaState::kLive})
+             .first;
+    // The record's copy: the mapping below reads `pfns` without the lock, when the record may move.
+    if (mapped_later) it->second.pfns = pfns;
   } catch (const std::bad_alloc&) {
-    if (owns_pages && pfns.size() == pages) phys_->free_pages(pfns);
-    (void)space_->release_unused(va.offset);
+    if (owns_pages && pfns.size() == pages) phys_->free_pages_locked(pfns);
+    areas_.erase(va.offset);
+    (void)space_->release_unused_locked(va.offset);
     return VmallocResult{nullptr, FailureKind::kOsError, ENOMEM};
   }
   char* const addr = static_cast<char*>(va.addr);
-  std::uint64_t mappings = 0;
-  if (const int err = map_pages_locked(addr, pages, pfns, kind == AreaKind::kHuge, &mappings); err != 0) {
+  const std::uint64_t mappings = mappings_needed(pfns);
+  int err = within_map_cap(mappings) ? 0 : ENOMEM;
+  if (err == 0 && config_.backing != BackingMode::kNone) {
+    Area& area = it->second;
+    area.mappings = mappings;
+    mappings_in_use_ += mappings;
+    mapped_pages_ += pages;
+    if (owns_pages) owned_pages_ += pages;
+    lock.unlock();
+    err = map_pages(addr, pages, pfns, kind == AreaKind::kHuge);
+    lock.lock();
+    it = areas_.find(va.offset);  // still there: a kMapping area is this thread's alone
+    if (err != 0) {
+      mappings_in_use_ -= mappings;
+      mapped_pages_ -= pages;
+      if (owns_pages) owned_pages_ -= pages;
+    }
+  }
+  if (err != 0) {
     areas_.erase(it);
-    if (owns_pages) phys_->free_pages(pfns);
-    (void)space_->release_unused(va.offset);
+    if (owns_pages) phys_->free_pages_locked(pfns);
+    (void)space_->release_unused_locked(va.offset);
     return VmallocResult{nullptr, err == ENOMEM ? FailureKind::kMapLimit : FailureKind::kOsError, err};
   }
-  mappings_in_use_ += mappings;
   if (config_.backing != BackingMode::kNone) {
-    mapped_pages_ += pages;
     // Tail and guard poisoned, the requested bytes accessible.
     poison(addr, pages * kPage + std::uint64_t{config_.space.guard_pages} * kPage);
     unpoison(addr, requested);
     for (std::uint64_t pfn : pfns) unpoison(phys_->pfn_to_virt(pfn), kPage);
+  } else {
+    it->second.pfns = std::move(pfns);  // vmap's caller-owned pages; none for vmalloc
   }
-  if (owns_pages) owned_pages_ += pages;
-  max_area_pfns_ = std::max<std::uint64_t>(max_area_pfns_, pfns.size());
-  it->second.pfns = std::move(pfns);
-  it->second.mappings = mappings;
+  it->second.state = AreaState::kLive;
+  max_area_pfns_ = std::max<std::uint64_t>(max_area_pfns_, it->second.pfns.size());
   return VmallocResult{addr, FailureKind::kNone, 0};
 }
 
 /*
- * Maps an area's pages, as the backing mode says. The mapping budget: an area costs one kernel
- * VMA per mapped run plus one for the piece of reservation split off after it (the run replaces
- * the middle of a reservation VMA: one VMA becomes three). That is the figure compared with
- * map_cap; the OS's own limit is met when mmap or mprotect fails with ENOMEM.
- * On failure everything this call mapped is unmapped again and the error returned.
+ * The mapping budget: an area costs one kernel VMA per mapped run plus one for the piece of
+ * reservation split off after it (the run replaces the middle of a reservation VMA: one VMA
+ * becomes three); anon maps one run whatever the pfns. That is the figure compared with map_cap;
+ * the OS's own limit is met when mmap or mprotect fails with ENOMEM. 0 in backing none.
  */
-int Vmalloc::map_pages_locked(char* addr, std::uint64_t pages, const std::vector<std::uint64_t>& pfns, bool huge,
-                              std::uint64_t* mappings) {
+std::uint64_t Vmalloc::mappings_needed(const std::vector<std::uint64_t>& pfns) const {
   if (config_.backing == BackingMode::kNone) return 0;
+  if (config_.backing == BackingMode::kAnon) return 2;
   std::uint64_t runs = 0;
   for (std::size_t i = 0; i < pfns.size(); ++i)
     if (i == 0 || pfns[i] != pfns[i - 1] + 1) ++runs;
-  if (config_.backing == BackingMode::kAnon) runs = 1;
-  const std::uint64_t need = runs + 1;
-  if (config_.map_cap != 0 && mappings_in_use_ + need > config_.map_cap) return ENOMEM;
+  return runs + 1;
+}
 
+bool Vmalloc::within_map_cap(std::uint64_t mappings) const {
+  return config_.map_cap == 0 || mappings_in_use_ + mappings <= config_.map_cap;
+}
+
+// Maps an area's pages, as the backing mode says, touching nothing but the OS and os_calls_
+// (callable without lock_). On failure everything this call mapped is unmapped again and the error
+// returned.
+int Vmalloc::map_pages(char* addr, std::uint64_t pages, const std::vector<std::uint64_t>& pfns, bool huge) {
+  if (config_.backing == BackingMode::kNone) return 0;
+  std::lock_guard os_lock(os_calls_);
   const std::uint64_t bytes = pages * kPage;
   if (config_.backing == BackingMode::kAnon) {
     if (const int err = os_.protect(addr, bytes, OsInterface::Protection::kReadWrite); err != 0) return err;
@@ -245,11 +305,10 @@ int Vmalloc::map_pages_locked(char* addr, std::uint64_t pages, const std::vector
     if (huge) (void)os_.advise_hugepage(addr, bytes);
     if (config_.populate) {
       if (const int err = os_.populate_write(addr, bytes); err != 0) {
-        unmap_pages_locked(addr, pfns.size());
+        drop_mapping(addr, pfns.size());
         return err;
       }
     }
-    *mappings = need;
     return 0;
   }
   // memfd: one MAP_FIXED|MAP_SHARED mmap per physically contiguous run.
@@ -261,21 +320,26 @@ int Vmalloc::map_pages_locked(char* addr, std::uint64_t pages, const std::vector
     const int err = os_.map_shared(addr + i * kPage, (j - i) * kPage, phys_->fd(), pfns[i] * kPage, /*fixed=*/true,
                                    config_.populate, &out);
     if (err != 0) {
-      if (done != 0) unmap_pages_locked(addr, done);
+      if (done != 0) drop_mapping(addr, done);
       return err;
     }
     done = j;
     i = j;
   }
-  *mappings = need;
   return 0;
 }
 
 // Drops the pages of [addr, addr+pages) and makes the range inaccessible. Neither call can need a
 // new kernel mapping: MADV_DONTNEED never splits a VMA, and the mprotect covers whole VMAs (the
 // area's runs, or the one read-write anonymous VMA, which then merges back into the reservation).
-void Vmalloc::unmap_pages_locked(char* addr, std::uint64_t pages) {
+// Touches nothing but the OS and os_calls_ (callable without lock_).
+void Vmalloc::unmap_pages(char* addr, std::uint64_t pages) {
   if (config_.backing == BackingMode::kNone || pages == 0) return;
+  std::lock_guard os_lock(os_calls_);
+  drop_mapping(addr, pages);
+}
+
+void Vmalloc::drop_mapping(char* addr, std::uint64_t pages) {
   const std::uint64_t bytes = pages * kPage;
   VMF_CHECK(os_.drop_pages(addr, bytes) == 0, "MADV_DONTNEED of an area at %p failed", static_cast<void*>(addr));
   VMF_CHECK(os_.protect(addr, bytes, OsInterface::Protection::kNone) == 0, "mprotect(PROT_NONE) of %p failed",
@@ -305,6 +369,7 @@ void Vmalloc::restore_reservation(void* addr, std::uint64_t bytes) {
   const std::uint64_t guard = std::uint64_t{config_.space.guard_pages} * kPage;
   if (bytes <= guard) return;
   const std::uint64_t mapped = bytes - guard;
+  std::lock_guard os_lock(os_calls_);  // inside lock_: the one order
   if (os_.reserve_fixed(addr, mapped, /*replace=*/true) == 0) return;
   if (os_.unmap(addr, mapped) != 0) {
     ++restore_failures_;
@@ -322,34 +387,49 @@ ReleaseStatus Vmalloc::vunmap(const void* addr) { return release_area(addr, Area
 // each refuses the others' (and vmap blocks, which only the block allocator releases).
 ReleaseStatus Vmalloc::release_area(const void* addr, AreaKind wanted, const char* fn) {
   if (addr == nullptr) return ReleaseStatus::kNull;
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(*lock_);
   if (phys_->virt_to_pfn(addr)) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
   const std::optional<std::uint64_t> offset = region_offset(addr);
   if (!offset) return misuse_locked(ReleaseStatus::kUnknown, fn, addr);
-  auto it = areas_.find(*offset);
+  auto it = live_area_locked(*offset);
   if (it == areas_.end()) return misuse_locked(ReleaseStatus::kUnknown, fn, addr);
   const AreaKind kind = it->second.kind == AreaKind::kHuge ? AreaKind::kVmalloc : it->second.kind;
   if (kind != wanted) return misuse_locked(ReleaseStatus::kWrongFunction, fn, addr);
-  return release_area_locked(it, fn);
+  return release_area(lock, it, fn);
 }
 
-ReleaseStatus Vmalloc::release_area_locked(AreaIndex::iterator it, const char* fn) {
+Vmalloc::AreaIndex::iterator Vmalloc::live_area_locked(std::uint64_t offset) {
+  const auto it = areas_.find(offset);
+  return it != areas_.end() && it->second.state == AreaState::kLive ? it : areas_.end();
+}
+
+// Unmaps without the lock (see the block comment at new_area): the record stays, kUnmapping, so
+// the range stays busy in the address space and a second release of it is misuse meanwhile.
+ReleaseStatus Vmalloc::release_area(std::unique_lock<Mutex>& lock, AreaIndex::iterator it, const char* fn) {
+  const std::uint64_t offset = it->first;
+  char* const p = static_cast<char*>(space_->base()) + offset;
+  if (config_.backing != BackingMode::kNone && it->second.pages != 0) {
+    const std::uint64_t pages = it->second.pages;
+    it->second.state = AreaState::kUnmapping;
+    lock.unlock();
+    unmap_pages(p, pages);
+    lock.lock();
+    it = areas_.find(offset);
+  }
   Area& area = it->second;
-  void* const addr = static_cast<char*>(space_->base()) + it->first;
-  char* p = static_cast<char*>(addr);
-  unmap_pages_locked(p, area.pages);
   if (config_.backing != BackingMode::kNone) {
     poison(p, area.pages * kPage);
     mapped_pages_ -= area.pages;
   }
   mappings_in_use_ -= area.mappings;
   if ((area.kind == AreaKind::kVmalloc || area.kind == AreaKind::kHuge) && config_.backing != BackingMode::kNone) {
-    phys_->free_pages(area.pfns);
+    phys_->free_pages_locked(area.pfns);
     owned_pages_ -= area.pages;
   }
   if (area.kind == AreaKind::kHuge) --huge_areas_;
   areas_.erase(it);
-  VMF_CHECK(space_->vfree(addr) == FreeStatus::kOk, "%s: the address space lost area %p", fn, addr);
+  VMF_CHECK(space_->vfree_offset_locked(offset) == FreeStatus::kOk, "%s: the address space lost area %p", fn,
+            static_cast<void*>(p));
   return ReleaseStatus::kOk;
 }
 
@@ -372,7 +452,7 @@ ReleaseStatus Vmalloc::misuse_locked(ReleaseStatus status, const char* fn, const
  * O(d) with d bounded by that maximum (0 in backing none, where vmalloc areas own no pages).
  */
 std::optional<std::uint64_t> Vmalloc::vmalloc_to_pfn(const void* addr) const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(*lock_);
   const std::optional<std::uint64_t> offset = region_offset(addr);
   if (!offset) return std::nullopt;
   auto small = map_ram_.upper_bound(*offset);
@@ -386,6 +466,8 @@ std::optional<std::uint64_t> Vmalloc::vmalloc_to_pfn(const void* addr) const {
   for (std::uint64_t back = 0; back < reach; ++back) {
     const auto it = areas_.find(page_start - back * kPage);
     if (it == areas_.end()) continue;
+    // An area being mapped or unmapped has no pages the caller may look at yet (or any more).
+    if (it->second.state != AreaState::kLive) return std::nullopt;
     // The nearest area start at or below addr: areas never overlap, so only it can hold addr.
     if (back >= it->second.pfns.size()) return std::nullopt;  // none mode: no pages behind vmalloc
     return it->second.pfns[back];
@@ -402,24 +484,25 @@ VmallocResult Vmalloc::vm_map_ram(const std::vector<std::uint64_t>& pfns) {
   if (pfns.empty()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
   for (std::uint64_t pfn : pfns)
     if (pfn >= phys_->page_count()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(*lock_);
   const std::uint64_t pages = pfns.size();
-  if (pages > vmap_blocks_.max_alloc_pages()) return new_area_locked(AreaKind::kMapRam, pages * kPage, kPage, pfns, pages * kPage);
+  if (pages > vmap_blocks_.max_alloc_pages()) return new_area(lock, AreaKind::kMapRam, pages * kPage, kPage, pfns, pages * kPage);
   VmapBlockRef ref;
   try {
     if (vmap_blocks_.allocate(0, pages, &ref) == VmapBlockAllocator::Result::kNeedBlock) {
       const std::uint64_t block_bytes = vmap_blocks_.block_pages() * kPage;
-      const Allocation block = space_->vmalloc(block_bytes, block_bytes);
+      const Allocation block = space_->vmalloc_locked(block_bytes, block_bytes);
       if (!block.ok()) return VmallocResult{nullptr, block.failure, 0};
-      areas_.try_emplace(block.offset, Area{AreaKind::kVmapBlock, block_bytes, 0, {}, 0});
+      areas_.try_emplace(block.offset, Area{AreaKind::kVmapBlock, block_bytes, 0, {}, 0, AreaState::kLive});
       ref = vmap_blocks_.allocate_in_new_block(0, pages, block.offset);
     }
   } catch (const std::bad_alloc&) {
     return VmallocResult{nullptr, FailureKind::kOsError, ENOMEM};
   }
   char* const addr = static_cast<char*>(space_->base()) + ref.block_start + ref.page_offset * kPage;
-  std::uint64_t mappings = 0;
-  if (const int err = map_pages_locked(addr, pages, pfns, false, &mappings); err != 0) {
+  // Mapped under the lock: the block allocator has no in-flight state for a small allocation.
+  const std::uint64_t mappings = mappings_needed(pfns);
+  if (const int err = within_map_cap(mappings) ? map_pages(addr, pages, pfns, false) : ENOMEM; err != 0) {
     // The block allocator never reuses a freed range: the pages stay dirty in their block, the
     // kernel's behaviour too, and the block goes when all of it is dirty.
     if (const auto released = vmap_blocks_.free(ref)) release_block_locked(*released);
@@ -437,21 +520,21 @@ VmallocResult Vmalloc::vm_map_ram(const std::vector<std::uint64_t>& pfns) {
 
 ReleaseStatus Vmalloc::vm_unmap_ram(const void* addr, std::uint64_t pages) {
   if (addr == nullptr) return ReleaseStatus::kNull;
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(*lock_);
   if (phys_->virt_to_pfn(addr)) return misuse_locked(ReleaseStatus::kWrongFunction, "vm_unmap_ram", addr);
   const std::optional<std::uint64_t> offset = region_offset(addr);
   if (!offset) return misuse_locked(ReleaseStatus::kUnknown, "vm_unmap_ram", addr);
   auto small = map_ram_.find(*offset);
   if (small == map_ram_.end()) {
-    auto it = areas_.find(*offset);
+    auto it = live_area_locked(*offset);
     if (it == areas_.end()) return misuse_locked(ReleaseStatus::kUnknown, "vm_unmap_ram", addr);
     if (it->second.kind != AreaKind::kMapRam || it->second.pages != pages)
       return misuse_locked(ReleaseStatus::kWrongFunction, "vm_unmap_ram", addr);
-    return release_area_locked(it, "vm_unmap_ram");
+    return release_area(lock, it, "vm_unmap_ram");
   }
   if (small->second.pfns.size() != pages) return misuse_locked(ReleaseStatus::kWrongFunction, "vm_unmap_ram", addr);
   char* p = static_cast<char*>(const_cast<void*>(addr));
-  unmap_pages_locked(p, pages);
+  unmap_pages(p, pages);
   if (config_.backing != BackingMode::kNone) {
     poison(p, pages * kPage);
     mapped_pages_ -= pages;
@@ -470,7 +553,7 @@ void Vmalloc::release_block_locked(std::uint64_t block_offset) {
   VMF_CHECK(it != areas_.end() && it->second.kind == AreaKind::kVmapBlock, "vmap block at 0x%" PRIx64 " is unknown",
             block_offset);
   areas_.erase(it);
-  VMF_CHECK(space_->vfree_offset(block_offset) == FreeStatus::kOk, "the address space lost vmap block 0x%" PRIx64,
+  VMF_CHECK(space_->vfree_offset_locked(block_offset) == FreeStatus::kOk, "the address space lost vmap block 0x%" PRIx64,
             block_offset);
 }
 
@@ -481,26 +564,26 @@ void Vmalloc::release_block_locked(std::uint64_t block_offset) {
  * mapping — it is retried with 4 KiB pages at page alignment, as the kernel's `fail:` path does.
  */
 VmallocResult Vmalloc::vmalloc_huge(std::uint64_t size) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(*lock_);
   if (size == 0) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
   if (size >= kHugeBytes && size <= ~std::uint64_t{0} - kHugeBytes) {
     const std::uint64_t huge_size = (size + kHugeBytes - 1) & ~(kHugeBytes - 1);
-    VmallocResult r = new_area_locked(AreaKind::kHuge, huge_size, kHugeBytes, {}, size);
+    VmallocResult r = new_area(lock, AreaKind::kHuge, huge_size, kHugeBytes, {}, size);
     if (r.ok()) {
       ++huge_areas_;
       return r;
     }
     ++huge_fallbacks_;
   }
-  return new_area_locked(AreaKind::kVmalloc, size, kPage, {}, size);
+  return new_area(lock, AreaKind::kVmalloc, size, kPage, {}, size);
 }
 
 std::uint64_t Vmalloc::huge_backed_bytes(const void* addr) const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(*lock_);
   if (config_.backing != BackingMode::kAnon) return 0;  // shmem THP is off for memfd; none has no pages
   const std::optional<std::uint64_t> offset = region_offset(addr);
   auto it = offset ? areas_.find(*offset) : areas_.end();
-  if (it == areas_.end()) return 0;
+  if (it == areas_.end() || it->second.state != AreaState::kLive) return 0;
   std::uint64_t bytes = 0;
   if (os_.anon_huge_bytes(const_cast<void*>(addr), it->second.pages * kPage, &bytes) != 0) return 0;
   return bytes;
@@ -510,8 +593,8 @@ VmallocResult Vmalloc::kmalloc(std::uint64_t size) {
   if (size == 0 || size > (std::uint64_t{1} << kMaxOrder) * kPage)
     return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
   const unsigned order = order_for_pages((size + kPage - 1) / kPage);
-  std::lock_guard lock(mutex_);
-  const BlockAllocation b = phys_->alloc_block(order);
+  std::lock_guard lock(*lock_);
+  const BlockAllocation b = phys_->alloc_block_locked(order);
   if (!b.ok()) return VmallocResult{nullptr, b.failure, 0};
   kmalloc_.emplace(b.pfn, order);
   void* addr = phys_->pfn_to_virt(b.pfn);
@@ -522,7 +605,7 @@ VmallocResult Vmalloc::kmalloc(std::uint64_t size) {
 
 ReleaseStatus Vmalloc::kfree(const void* addr) {
   if (addr == nullptr) return ReleaseStatus::kNull;
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(*lock_);
   const std::optional<std::uint64_t> pfn = phys_->virt_to_pfn(addr);
   if (!pfn)
     return misuse_locked(region_offset(addr) ? ReleaseStatus::kWrongFunction : ReleaseStatus::kUnknown, "kfree", addr);
@@ -532,7 +615,7 @@ ReleaseStatus Vmalloc::kfree(const void* addr) {
   // Free pages stay addressable through the direct map, as all RAM is through the kernel's
   // physmap (PhysicalMemory::check samples them there); only the kmalloc tail was poisoned.
   unpoison(addr, (std::uint64_t{1} << it->second) * kPage);
-  phys_->free_block(it->first, it->second);
+  phys_->free_block_locked(it->first, it->second);
   kmalloc_.erase(it);
   return ReleaseStatus::kOk;
 }
@@ -555,35 +638,35 @@ VmallocResult Vmalloc::vmap(const std::vector<std::uint64_t>& pfns) {
   if (pfns.empty()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
   for (std::uint64_t pfn : pfns)
     if (pfn >= phys_->page_count()) return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
-  std::lock_guard lock(mutex_);
-  return new_area_locked(AreaKind::kVmap, pfns.size() * kPage, kPage, pfns, pfns.size() * kPage);
+  std::unique_lock lock(*lock_);
+  return new_area(lock, AreaKind::kVmap, pfns.size() * kPage, kPage, pfns, pfns.size() * kPage);
 }
 
 FailureKind Vmalloc::alloc_pages(std::uint64_t count, std::vector<std::uint64_t>& pfns) {
-  std::lock_guard lock(mutex_);
-  const FailureKind f = phys_->alloc_pages(count, pfns, 0);
+  std::lock_guard lock(*lock_);
+  const FailureKind f = phys_->alloc_pages_locked(count, pfns, 0);
   if (f == FailureKind::kNone) loose_pages_ += count;
   return f;
 }
 
 void Vmalloc::free_pages(const std::vector<std::uint64_t>& pfns) {
-  std::lock_guard lock(mutex_);
-  phys_->free_pages(pfns);
+  std::lock_guard lock(*lock_);
+  phys_->free_pages_locked(pfns);
   loose_pages_ -= pfns.size();
 }
 
 void Vmalloc::purge() {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(*lock_);
   // As vm_unmap_aliases: blocks with no live allocation left go first, then every lazy range.
   for (std::uint64_t block : vmap_blocks_.purge_fragmented()) release_block_locked(block);
-  space_->purge();
+  space_->purge_locked();
 }
 
 VmallocStats Vmalloc::stats() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(*lock_);
   VmallocStats s;
-  s.space = space_->stats();
-  s.phys = phys_->stats();
+  s.space = space_->stats_locked();
+  s.phys = phys_->stats_locked();
   for (const auto& [offset, area] : areas_) {
     if (area.kind == AreaKind::kVmalloc || area.kind == AreaKind::kHuge) ++s.vmalloc_areas;
     if (area.kind == AreaKind::kVmap || area.kind == AreaKind::kMapRam) ++s.vmap_areas;
@@ -602,14 +685,14 @@ VmallocStats Vmalloc::stats() const {
 }
 
 std::vector<std::string> Vmalloc::misuse_log() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(*lock_);
   return misuse_log_;
 }
 
 std::string Vmalloc::check(CheckDepth depth) const {
   if (std::string why = space_->check(depth); !why.empty()) return "address space: " + why;
   if (std::string why = phys_->check(depth); !why.empty()) return "physical memory: " + why;
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(*lock_);
   char buf[256];
   // Every area is a live area of the address space and its pages are allocated.
   std::set<std::uint64_t> owned;
@@ -651,7 +734,7 @@ std::string Vmalloc::check(CheckDepth depth) const {
   if (std::string why = vmap_blocks_.validate(); !why.empty()) return "vmap blocks: " + why;
   const VmapBlockStats vb = vmap_blocks_.stats();
   if (vb.live_allocations != map_ram_.size()) return "vm_map_ram allocations differ from the block allocator's";
-  const BuddyStats ps = phys_->stats();
+  const BuddyStats ps = phys_->stats_locked();
   const std::uint64_t allocated = phys_->page_count() - ps.free_pages;
   if (allocated != owned.size() + loose_pages_ || owned_pages_ + kmalloc_pages != owned.size()) {
     std::snprintf(buf, sizeof buf,
@@ -661,14 +744,14 @@ std::string Vmalloc::check(CheckDepth depth) const {
   }
   if (config_.backing != BackingMode::kNone && mapped != mapped_pages_) return "mapped page count drifted";
   if (mappings != mappings_in_use_) return "mapping count drifted";
-  if (space_->stats().live_areas != areas_.size()) return "areas differ from the address space's live areas";
+  if (space_->stats_locked().live_areas != areas_.size()) return "areas differ from the address space's live areas";
   // Aliasing, sampled: a word written through the area is read through the direct map, and back.
   if (depth == CheckDepth::kFull && config_.backing == BackingMode::kMemfd) {
     int sampled = 0;
     for (const auto& [offset, area_ptr] : by_offset) {
       const Area& area = *area_ptr;
       if (sampled++ == 16) break;
-      if (area.size < sizeof(std::uint64_t) || area.pfns.empty()) continue;  // ASan: only requested bytes
+      if (area.size < sizeof(std::uint64_t) || area.pfns.empty() || area.state != AreaState::kLive) continue;  // ASan: only requested bytes
       auto* via_area = reinterpret_cast<volatile std::uint64_t*>(static_cast<char*>(space_->base()) + offset);
       auto* via_direct = static_cast<volatile std::uint64_t*>(phys_->pfn_to_virt(area.pfns[0]));
       const std::uint64_t saved = *via_area;

@@ -21,8 +21,10 @@
 // mmap that merges with its neighbours), best effort: if that fails at the map limit the range is
 // still inaccessible and still ours, and the next area mapped there replaces it.
 //
-// Thread safety: every public function may run concurrently (one mutex here, plus the layers'
-// own). Determinism: placements and pfns depend only on the configuration and the call sequence.
+// Thread safety: every public function may run concurrently. One lock for the whole stack (the
+// layers below share it), taken once per call; system calls are made outside it, one at a time
+// (see the block comment at Vmalloc::new_area). Determinism: placements and pfns depend only on
+// the configuration and the call sequence.
 #pragma once
 
 #include <atomic>
@@ -37,6 +39,7 @@
 #include <absl/container/flat_hash_map.h>
 
 #include "allocator/core/failure.h"
+#include "allocator/core/mutex.h"
 #include "allocator/os/os.h"
 #include "allocator/phys/physical_memory.h"
 #include "allocator/vmalloc/vmap_block.h"
@@ -193,6 +196,9 @@ class Vmalloc {
   // kHuge: made of order-9 blocks; kMapRam: a large vm_map_ram; kVmapBlock: a vm_map_ram block
   // (pages 0: its mappings belong to the small vm_map_ram allocations carved from it).
   enum class AreaKind : std::uint8_t { kVmalloc, kVmap, kHuge, kMapRam, kVmapBlock };
+  // kMapping: reserved, being mapped without the lock; kUnmapping: being released, unmapped
+  // without the lock. Either way the area is its one thread's: releases treat it as unknown.
+  enum class AreaState : std::uint8_t { kLive, kMapping, kUnmapping };
   struct MapRam {  // one small vm_map_ram allocation inside a block
     VmapBlockRef ref;
     std::vector<std::uint64_t> pfns;
@@ -204,33 +210,47 @@ class Vmalloc {
     std::uint64_t pages;               // mapped pages (round_up(size)/page)
     std::vector<std::uint64_t> pfns;   // one per page
     std::uint64_t mappings;            // VMAs accounted to it
+    AreaState state;
   };
 
-  Vmalloc(const VmallocConfig& config, std::unique_ptr<VirtualSpace> space, std::unique_ptr<PhysicalMemory> phys);
-  VmallocResult new_area_locked(AreaKind kind, std::uint64_t size, std::uint64_t align, std::vector<std::uint64_t> pfns,
-                                std::uint64_t requested);
-  [[nodiscard]] int map_pages_locked(char* addr, std::uint64_t pages, const std::vector<std::uint64_t>& pfns, bool huge,
-                                     std::uint64_t* mappings);
-  void unmap_pages_locked(char* addr, std::uint64_t pages);
+  Vmalloc(const VmallocConfig& config, std::unique_ptr<Mutex> lock, std::unique_ptr<VirtualSpace> space,
+          std::unique_ptr<PhysicalMemory> phys);
+  // Held on entry and on return; released while the OS calls run.
+  VmallocResult new_area(std::unique_lock<Mutex>& lock, AreaKind kind, std::uint64_t size, std::uint64_t align,
+                         std::vector<std::uint64_t> pfns, std::uint64_t requested);
+  [[nodiscard]] std::uint64_t mappings_needed(const std::vector<std::uint64_t>& pfns) const;
+  [[nodiscard]] bool within_map_cap(std::uint64_t mappings) const;
+  // OS calls only: callable without the lock.
+  [[nodiscard]] int map_pages(char* addr, std::uint64_t pages, const std::vector<std::uint64_t>& pfns, bool huge);
+  void unmap_pages(char* addr, std::uint64_t pages);
+  void drop_mapping(char* addr, std::uint64_t pages);  // unmap_pages's OS calls; os_calls_ held
   static void on_purge(void* self, std::uint64_t offset, std::uint64_t bytes);
   void restore_reservation(void* addr, std::uint64_t bytes);
   ReleaseStatus release_area(const void* addr, AreaKind wanted, const char* fn);
   // Area offset -> area. A flat hash map: vfree finds its area with about one cache miss (an
   // ordered map missed once per level, 40 % of a vmalloc+vfree pair at 100k live areas).
   using AreaIndex = absl::flat_hash_map<std::uint64_t, Area>;
-  ReleaseStatus release_area_locked(AreaIndex::iterator it, const char* fn);
+  // The kLive area at offset, or areas_.end().
+  AreaIndex::iterator live_area_locked(std::uint64_t offset);
+  // Held on entry and on return; released while the area is unmapped.
+  ReleaseStatus release_area(std::unique_lock<Mutex>& lock, AreaIndex::iterator it, const char* fn);
   void release_block_locked(std::uint64_t block_offset);
   ReleaseStatus misuse_locked(ReleaseStatus status, const char* fn, const void* addr);
   [[nodiscard]] std::uint64_t map_limit() const;
   // addr's offset in the region, nullopt outside it. O(1).
   [[nodiscard]] std::optional<std::uint64_t> region_offset(const void* addr) const;
 
+  // The one lock of the stack: space_ and phys_ were created with it (declared first, it outlives
+  // them). It guards everything below them too.
+  const std::unique_ptr<Mutex> lock_;
   const VmallocConfig config_;
   OsInterface& os_;
+  // Held around every OS call that maps, unmaps or restores an area's range (see new_area); taken
+  // last, never held while waiting for another lock.
+  mutable Mutex os_calls_;
   std::unique_ptr<VirtualSpace> space_;
   std::unique_ptr<PhysicalMemory> phys_;
 
-  mutable std::mutex mutex_;
   AreaIndex areas_;
   std::uint64_t max_area_pfns_ = 0;            // the most pfns any area has had (vmalloc_to_pfn)
   std::map<std::uint64_t, unsigned> kmalloc_;  // first pfn -> order

@@ -49,7 +49,7 @@ const char* free_status_name(FreeStatus s) {
   return "unknown";
 }
 
-VirtualSpace::CreateResult VirtualSpace::create(const VirtualSpaceConfig& config) {
+VirtualSpace::CreateResult VirtualSpace::create(const VirtualSpaceConfig& config, Mutex* lock) {
   CreateResult r;
   if (config.region_bytes % kPage != 0 || config.region_bytes < kMinRegionBytes || config.region_bytes > kMaxRegionBytes) {
     r.error = EINVAL;
@@ -75,12 +75,16 @@ VirtualSpace::CreateResult VirtualSpace::create(const VirtualSpaceConfig& config
     r.message = "reserving " + std::to_string(config.region_bytes) + " bytes failed: errno " + std::to_string(err);
     return r;
   }
-  r.space.reset(new VirtualSpace(config, base, align));
+  r.space.reset(new VirtualSpace(config, base, align, lock));
   return r;
 }
 
-VirtualSpace::VirtualSpace(const VirtualSpaceConfig& config, void* base, std::uint64_t base_align)
-    : config_(config), os_(config.os != nullptr ? *config.os : linux_os()), base_(base), base_align_(base_align) {
+VirtualSpace::VirtualSpace(const VirtualSpaceConfig& config, void* base, std::uint64_t base_align, Mutex* lock)
+    : config_(config),
+      os_(config.os != nullptr ? *config.os : linux_os()),
+      base_(base),
+      base_align_(base_align),
+      mutex_(lock != nullptr ? *lock : own_mutex_) {
   free_.insert(0, config_.region_bytes);
 }
 
@@ -91,6 +95,11 @@ VirtualSpace::~VirtualSpace() {
 
 Allocation VirtualSpace::vmalloc(std::uint64_t size, std::uint64_t align) {
   std::lock_guard lock(mutex_);
+  return vmalloc_locked(size, align);
+}
+
+Allocation VirtualSpace::vmalloc_locked(std::uint64_t size, std::uint64_t align) {
+  mutex_.assert_held();
   const Allocation a = allocate_locked(size, align, 0, config_.region_bytes);
   assert_full_locked("vmalloc");
   return a;
@@ -133,7 +142,7 @@ Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align
   free_.reserve_nodes(areas_.size() + 2);
   std::optional<std::uint64_t> fit = free_.find_lowest_fit(need, align, lo, hi);
   if (!fit && !lazy_offsets_.empty()) {
-    purge_locked();
+    purge_lazy_locked();
     fit = free_.find_lowest_fit(need, align, lo, hi);
   }
   if (!fit) {
@@ -165,6 +174,11 @@ FreeStatus VirtualSpace::vfree(const void* addr) {
 
 FreeStatus VirtualSpace::vfree_offset(std::uint64_t offset) {
   std::lock_guard lock(mutex_);
+  return vfree_offset_locked(offset);
+}
+
+FreeStatus VirtualSpace::vfree_offset_locked(std::uint64_t offset) {
+  mutex_.assert_held();
   const FreeStatus status = free_locked(offset, offset < config_.region_bytes);
   assert_full_locked("vfree_offset");
   return status;
@@ -182,12 +196,17 @@ FreeStatus VirtualSpace::free_locked(std::uint64_t offset, bool in_region) {
   lazy_offsets_.push_back(offset);  // within the capacity reserved by the allocation: no allocation
   lazy_bytes_ += it->second.bytes;
   // "Exceeds", strictly: a threshold of 0 therefore purges after every free (eager).
-  if (lazy_bytes_ / kPage > config_.lazy_threshold_pages) purge_locked();
+  if (lazy_bytes_ / kPage > config_.lazy_threshold_pages) purge_lazy_locked();
   return FreeStatus::kOk;
 }
 
 FreeStatus VirtualSpace::release_unused(std::uint64_t offset) {
   std::lock_guard lock(mutex_);
+  return release_unused_locked(offset);
+}
+
+FreeStatus VirtualSpace::release_unused_locked(std::uint64_t offset) {
+  mutex_.assert_held();
   if (offset >= config_.region_bytes) {
     report_misuse_locked(FreeStatus::kOutsideRegion, offset);
     return FreeStatus::kOutsideRegion;
@@ -258,6 +277,11 @@ void VirtualSpace::report_misuse_locked(FreeStatus status, std::uint64_t offset)
 void VirtualSpace::purge() {
   std::lock_guard lock(mutex_);
   purge_locked();
+}
+
+void VirtualSpace::purge_locked() {
+  mutex_.assert_held();
+  purge_lazy_locked();
   assert_full_locked("purge");
 }
 
@@ -271,7 +295,7 @@ void VirtualSpace::set_purge_observer(PurgeObserver observer, void* context) {
 
 // Sorting first keeps the observer's calls (the OS calls of the layer above) in address order, as
 // they were when lazily-held areas lived in an ordered map; std::sort works in place.
-void VirtualSpace::purge_locked() {
+void VirtualSpace::purge_lazy_locked() {
   std::sort(lazy_offsets_.begin(), lazy_offsets_.end());
   for (const std::uint64_t offset : lazy_offsets_) {
     const auto it = areas_.find(offset);
@@ -287,6 +311,11 @@ void VirtualSpace::purge_locked() {
 
 VirtualSpaceStats VirtualSpace::stats() const {
   std::lock_guard lock(mutex_);
+  return stats_locked();
+}
+
+VirtualSpaceStats VirtualSpace::stats_locked() const {
+  mutex_.assert_held();
   VirtualSpaceStats s;
   s.region_bytes = config_.region_bytes;
   s.free_bytes = free_.free_bytes();

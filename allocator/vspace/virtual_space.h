@@ -9,8 +9,10 @@
 // base_alignment() (at least 2 MiB, up to 1 GiB for regions of 1 GiB and more), so an alignment up
 // to that also holds for absolute addresses; beyond it, alignment is of the offset only.
 //
-// Thread safety: every public member function may be called concurrently; one mutex serialises
-// them. Determinism: results depend only on the configuration and the sequence of calls, never on
+// Thread safety: every public member function may be called concurrently; one lock serialises
+// them: the space's own, or the lock of the layer that owns the space (create's `lock`), which
+// then calls the *_locked entry points with that lock held, so that one call of that layer takes
+// one lock, not one per layer. Determinism: results depend only on the configuration and the sequence of calls, never on
 // where the OS put the region, on timing or on the machine.
 #pragma once
 
@@ -18,7 +20,6 @@
 #include <array>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@
 
 #include "allocator/core/check_depth.h"
 #include "allocator/core/failure.h"
+#include "allocator/core/mutex.h"
 #include "allocator/ds/free_space_tree.h"
 #include "allocator/os/os.h"
 
@@ -112,7 +114,10 @@ class VirtualSpace {
   };
   // Reserves the region. Fails with EINVAL if region_bytes is not a page multiple or outside
   // [64 KiB, 16 TiB], or with the OS's errno if the reservation fails.
-  [[nodiscard]] static CreateResult create(const VirtualSpaceConfig& config);
+  // `lock`: null = the space locks itself; otherwise the lock of the layer that owns the space
+  // (Vmalloc), which must outlive it. Every public call below then takes that lock, and the owner
+  // makes its own calls through the *_locked entry points while it holds it.
+  [[nodiscard]] static CreateResult create(const VirtualSpaceConfig& config, Mutex* lock = nullptr);
   ~VirtualSpace();
   VirtualSpace(const VirtualSpace&) = delete;
   VirtualSpace& operator=(const VirtualSpace&) = delete;
@@ -182,6 +187,15 @@ class VirtualSpace {
   // Misuse messages so far (non-strict mode), one line each, naming the address; capped at 64.
   [[nodiscard]] std::vector<std::string> misuse_log() const;
 
+  // The calls above for a caller that already holds lock() (asserted: aborts otherwise): the same
+  // results, the same VMF_ASSERT_FULL walks, no lock taken.
+  [[nodiscard]] Mutex& lock() const { return mutex_; }
+  [[nodiscard]] Allocation vmalloc_locked(std::uint64_t size, std::uint64_t align = kVirtualPageSize);
+  FreeStatus vfree_offset_locked(std::uint64_t offset);
+  FreeStatus release_unused_locked(std::uint64_t offset);
+  void purge_locked();
+  [[nodiscard]] VirtualSpaceStats stats_locked() const;
+
   [[nodiscard]] void* base() const { return base_; }
   [[nodiscard]] std::uint64_t region_bytes() const { return config_.region_bytes; }
   [[nodiscard]] std::uint64_t base_alignment() const { return base_align_; }
@@ -199,14 +213,14 @@ class VirtualSpace {
   // order that misuse classification needs comes from the free tree (classify_misuse_locked).
   using AreaIndex = absl::flat_hash_map<std::uint64_t, AreaRecord>;
 
-  VirtualSpace(const VirtualSpaceConfig& config, void* base, std::uint64_t base_align);
+  VirtualSpace(const VirtualSpaceConfig& config, void* base, std::uint64_t base_align, Mutex* lock);
   Allocation allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi);
   FreeStatus free_locked(std::uint64_t offset, bool in_region);
   FreeStatus classify_misuse_locked(std::uint64_t offset) const;
   // The live (not lazy) area at offset, with the live counters already reduced by it; on misuse
   // reports it, sets *status and returns areas_.end(). Allocates nothing.
   AreaIndex::iterator take_live_locked(std::uint64_t offset, FreeStatus* status);
-  void purge_locked();
+  void purge_lazy_locked();
   [[nodiscard]] std::vector<MapEntry> address_map_locked() const;
   // check()'s O(n) part: free tree, tiling, counters. "" when they hold.
   [[nodiscard]] std::string structure_error_locked(const std::vector<MapEntry>& map) const;
@@ -221,7 +235,8 @@ class VirtualSpace {
   void* const base_;
   const std::uint64_t base_align_;
 
-  mutable std::mutex mutex_;
+  Mutex own_mutex_;  // unused when the owner's lock is shared
+  Mutex& mutex_;      // own_mutex_ or the owner's
   FreeSpaceTree free_;
   AreaIndex areas_;  // live and lazily-held areas
   // Offsets of the lazily-held areas, in vfree order. Its capacity is kept at least areas_.size()
