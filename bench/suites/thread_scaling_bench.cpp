@@ -15,7 +15,7 @@
 
 #include "allocator/core/assert.h"
 #include "allocator/vmalloc/vmalloc.h"
-#include "bench/suites/splitmix64.h"
+#include "allocator/core/splitmix64.h"
 #include "bench/suites/suites.h"
 
 namespace vmfrag::bench {
@@ -45,7 +45,7 @@ void BM_ThreadScaling(benchmark::State& state) {
   std::uint64_t op = 0;
   for (auto _ : state) {
     Vmalloc& vm = *g_shared;
-    const std::uint64_t r = splitmix64(rng_state);
+    const std::uint64_t r = splitmix64_next(rng_state);
     if (++op % 256 == 0) {
       vm.purge();
     } else if (held.size() < 64 && (held.empty() || r % 2 == 0)) {
