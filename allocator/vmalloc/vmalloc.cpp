@@ -171,8 +171,9 @@ VmallocResult Vmalloc::vzalloc(std::uint64_t size) {
  * ran at 0.2x one thread, serialised at 0.45-0.55x (bench/README.md, "Thread scaling"). While one
  * thread is in the kernel, the others do their bookkeeping under lock_.
  *
- * A new area is reserved under lock_ — address range, pages, its record in areas_ in state kMapping, and every counter, mappings included (so map_cap is
- * enforced on the reservation, and check() finds the counters consistent at any moment) — then
+ * A new area is reserved under lock_ — address range, pages, its record in areas_ in state
+ * kMapping, and every counter, mappings included (so map_cap is enforced on the reservation, and
+ * check() finds the counters consistent at any moment) — then
  * mapped without it, then committed (kLive) under it again. A release marks the area kUnmapping
  * under the lock, unmaps without it, and returns pages and range under it again. An area that is
  * not kLive belongs to the one thread working on it: no other call touches its range (the address
