@@ -18,6 +18,7 @@
 
 #include "allocator/tests/reliability_figures.h"
 #include "allocator/tests/test_seeds.h"
+#include "allocator/vmalloc/thread_cache.h"
 #include "allocator/vmalloc/vmalloc.h"
 
 namespace vmfrag {
@@ -60,11 +61,19 @@ std::string verify(Vmalloc& vm, const Held& h) {
   return "";
 }
 
-void release(Vmalloc& vm, Held& h) {
+// The stress runs on a plain Vmalloc and on a ThreadCachedVmalloc (vmalloc, kmalloc, kvmalloc and
+// their frees through its caches; vzalloc, vmap and vm_map_ram straight to the inner Vmalloc, so
+// their areas reach the cache's release path as addresses it does not know).
+Vmalloc& inner_of(Vmalloc& vm) { return vm; }
+Vmalloc& inner_of(ThreadCachedVmalloc& cached) { return cached.inner(); }
+
+template <class Front>
+void release(Front& front, Held& h) {
+  Vmalloc& vm = inner_of(front);
   switch (h.kind) {
-    case Held::Kind::kVmalloc: EXPECT_EQ(vm.vfree(h.addr), ReleaseStatus::kOk); break;
-    case Held::Kind::kKmalloc: EXPECT_EQ(vm.kfree(h.addr), ReleaseStatus::kOk); break;
-    case Held::Kind::kKvmalloc: EXPECT_EQ(vm.kvfree(h.addr), ReleaseStatus::kOk); break;
+    case Held::Kind::kVmalloc: EXPECT_EQ(front.vfree(h.addr), ReleaseStatus::kOk); break;
+    case Held::Kind::kKmalloc: EXPECT_EQ(front.kfree(h.addr), ReleaseStatus::kOk); break;
+    case Held::Kind::kKvmalloc: EXPECT_EQ(front.kvfree(h.addr), ReleaseStatus::kOk); break;
     case Held::Kind::kVmap:
       EXPECT_EQ(vm.vunmap(h.addr), ReleaseStatus::kOk);
       vm.free_pages(h.pages);
@@ -76,8 +85,10 @@ void release(Vmalloc& vm, Held& h) {
   }
 }
 
-void worker(Vmalloc& vm, std::uint64_t seed, unsigned thread, std::uint64_t ops, std::atomic<std::uint64_t>& corrupt,
+template <class Front>
+void worker(Front& front, std::uint64_t seed, unsigned thread, std::uint64_t ops, std::atomic<std::uint64_t>& corrupt,
             std::atomic<std::uint64_t>& done) {
+  Vmalloc& vm = inner_of(front);
   std::mt19937_64 rng(seed * 1000003 + thread);
   std::vector<Held> held;
   for (std::uint64_t i = 0; i < ops; ++i) {
@@ -88,10 +99,10 @@ void worker(Vmalloc& vm, std::uint64_t seed, unsigned thread, std::uint64_t ops,
       const std::uint64_t pages = 1 + rng() % 8;
       VmallocResult r;
       switch (choice % 5) {
-        case 0: r = vm.vmalloc(pages * P); break;
+        case 0: r = front.vmalloc(pages * P); break;
         case 1: r = vm.vzalloc(pages * P); break;
-        case 2: h.kind = Held::Kind::kKmalloc; r = vm.kmalloc(pages * P); break;
-        case 3: h.kind = Held::Kind::kKvmalloc; r = vm.kvmalloc(pages * P); break;
+        case 2: h.kind = Held::Kind::kKmalloc; r = front.kmalloc(pages * P); break;
+        case 3: h.kind = Held::Kind::kKvmalloc; r = front.kvmalloc(pages * P); break;
         default: {
           h.kind = rng() % 2 ? Held::Kind::kVmap : Held::Kind::kMapRam;
           if (vm.alloc_pages(pages, h.pages) != FailureKind::kNone) continue;
@@ -107,17 +118,17 @@ void worker(Vmalloc& vm, std::uint64_t seed, unsigned thread, std::uint64_t ops,
     } else if (choice < 15) {
       const std::size_t k = rng() % held.size();
       if (!verify(vm, held[k]).empty()) corrupt.fetch_add(1);
-      release(vm, held[k]);
+      release(front, held[k]);
       held[k] = std::move(held.back());
       held.pop_back();
     } else {
-      vm.purge();
+      front.purge();
     }
     done.fetch_add(1, std::memory_order_relaxed);
   }
   for (Held& h : held) {
     if (!verify(vm, h).empty()) corrupt.fetch_add(1);
-    release(vm, h);
+    release(front, h);
   }
 }
 
@@ -143,7 +154,7 @@ TEST(ConcurrencyStress, MixedOpsOnSharedInstanceStayCorrectAndTheStructuresStayV
       for (int round = 0; round < 2; ++round) {
         std::vector<std::thread> pool;
         for (unsigned t = 0; t < threads; ++t)
-          pool.emplace_back(worker, std::ref(vm), seed + round, t, ops_per_thread, std::ref(corrupt), std::ref(done));
+          pool.emplace_back(worker<Vmalloc>, std::ref(vm), seed + round, t, ops_per_thread, std::ref(corrupt), std::ref(done));
         for (std::thread& t : pool) t.join();
         EXPECT_EQ(vm.check(), "") << "after round " << round;  // quiescent: every thread released all
       }
@@ -161,6 +172,48 @@ TEST(ConcurrencyStress, MixedOpsOnSharedInstanceStayCorrectAndTheStructuresStayV
   }
   RecordProperty("ops", std::to_string(ops_run));
   tally.record();
+}
+
+// The same stress through per-thread caches (thread_cache.h): cached areas keep their pages and
+// mappings and are handed to the next request of their size on the same thread, so every reused
+// area's bytes are written and read back through the direct map like fresh ones. At the quiescent
+// points the caches may hold areas (they are live to the inner Vmalloc): check() covers both, and
+// after drain() nothing is left.
+TEST(ConcurrencyStress, MixedOpsThroughThreadCachesStayCorrect) {
+  for (std::uint64_t seed : seeds_to_run(1, 1)) {
+    for (unsigned threads : {2u, 4u}) {
+      SCOPED_TRACE(seed_note(seed) + ", " + std::to_string(threads) + " threads");
+      VmallocConfig c;
+      c.space.region_bytes = 256ull << 20;
+      c.space.lazy_threshold_pages = 64;
+      c.phys_bytes = 64ull << 20;
+      c.backing = BackingMode::kMemfd;
+      ThreadCacheConfig cache;
+      cache.max_area_pages = 8;
+      cache.max_per_size = 4;  // small, so that frees also overflow to the inner Vmalloc
+      auto created = ThreadCachedVmalloc::create(c, cache);
+      ASSERT_NE(created.vm, nullptr) << created.message;
+      ThreadCachedVmalloc& front = *created.vm;
+      std::atomic<std::uint64_t> corrupt{0}, done{0};
+      const std::uint64_t ops_per_thread = stress_count("VMFRAG_STRESS_OPS", 2400) / threads;
+      for (int round = 0; round < 2; ++round) {
+        std::vector<std::thread> pool;
+        for (unsigned t = 0; t < threads; ++t)
+          pool.emplace_back(worker<ThreadCachedVmalloc>, std::ref(front), seed + round, t, ops_per_thread,
+                            std::ref(corrupt), std::ref(done));
+        for (std::thread& t : pool) t.join();
+        EXPECT_EQ(front.check(), "") << "after round " << round;
+      }
+      EXPECT_EQ(corrupt.load(), 0u);
+      EXPECT_GT(front.cache_stats().hits, 0u);
+      front.drain();
+      const VmallocStats s = front.inner().stats();
+      EXPECT_EQ(s.vmalloc_areas + s.vmap_areas + s.kmalloc_blocks, 0u);
+      EXPECT_EQ(s.phys.free_pages, s.phys.total_pages);
+      EXPECT_EQ(front.cache_stats().cached_areas, 0u);
+      EXPECT_EQ(front.check(), "");
+    }
+  }
 }
 
 // memfd areas are unmapped outside the lock (vmalloc.cpp, new_area's block comment): while one

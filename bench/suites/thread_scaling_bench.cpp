@@ -5,15 +5,23 @@
 // is N times the one-thread items_per_second; 1.0x means adding a thread bought nothing, below 1.0x
 // is the collapse issue #15 measured (lock handoffs between the layers' mutexes, system calls made
 // under a lock). Read BM_ThreadScaling/backing:B/threads:2 items_per_second against threads:1.
+// thread_cache:1 runs the same mix through a ThreadCachedVmalloc (allocator/vmalloc/thread_cache.h,
+// the opt-in per-thread caches of freed areas and blocks that mirror the kernel's vmap-node pools):
+// thread_cache:1 is its default config (64 areas per size, 1,024 pages per thread), which holds the
+// whole mix's live set (each thread has at most 64 areas of 1..8 pages): nearly every request is a
+// hit (cache_hit_rate says how many). thread_cache:2 is a small cache (4 per size, 16 pages per
+// thread) that sends a large share of the mix to the shared allocator underneath.
 // The instance is created by thread 0 before the timed loop (Google Benchmark starts and stops all
 // threads of a run together) and destroyed after it, which releases whatever the threads still hold.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "allocator/core/assert.h"
+#include "allocator/vmalloc/thread_cache.h"
 #include "allocator/vmalloc/vmalloc.h"
 #include "allocator/core/splitmix64.h"
 #include "bench/suites/suites.h"
@@ -22,19 +30,13 @@ namespace vmfrag::bench {
 namespace {
 
 constexpr std::uint64_t kPage = 4096;
-std::unique_ptr<Vmalloc> g_shared;  // one instance per run, shared by its threads
+std::unique_ptr<Vmalloc> g_plain;                // one instance per run, shared by its threads
+std::unique_ptr<ThreadCachedVmalloc> g_cached;  // or this one, with thread_cache:1
 
-void BM_ThreadScaling(benchmark::State& state) {
-  const auto backing = static_cast<BackingMode>(state.range(0));
-  if (state.thread_index() == 0) {
-    VmallocConfig c;
-    c.space.region_bytes = 1ull << 30;
-    c.phys_bytes = 256ull << 20;
-    c.backing = backing;
-    auto created = Vmalloc::create(c);
-    VMF_CHECK(created.vm != nullptr, "Vmalloc::create: %s", created.message.c_str());
-    g_shared = std::move(created.vm);
-  }
+// holder is read inside the loop: thread 0 fills it before the loop starts, which is where Google
+// Benchmark lines its threads up.
+template <class Front>
+void run_mix(benchmark::State& state, const std::unique_ptr<Front>& holder) {
   struct Held {
     void* addr;
     int kind;  // 0 vmalloc, 1 kmalloc, 2 kvmalloc
@@ -44,7 +46,7 @@ void BM_ThreadScaling(benchmark::State& state) {
   std::uint64_t rng_state = 0x5eed0000u + static_cast<std::uint64_t>(state.thread_index());
   std::uint64_t op = 0;
   for (auto _ : state) {
-    Vmalloc& vm = *g_shared;
+    Front& vm = *holder;
     const std::uint64_t r = splitmix64_next(rng_state);
     if (++op % 256 == 0) {
       vm.purge();
@@ -62,16 +64,51 @@ void BM_ThreadScaling(benchmark::State& state) {
     }
   }
   state.SetItemsProcessed(state.iterations());
-  if (state.thread_index() == 0) g_shared.reset();
+}
+
+void BM_ThreadScaling(benchmark::State& state) {
+  const auto backing = static_cast<BackingMode>(state.range(0));
+  const bool cached = state.range(1) != 0;
+  if (state.thread_index() == 0) {
+    VmallocConfig c;
+    c.space.region_bytes = 1ull << 30;
+    c.phys_bytes = 256ull << 20;
+    c.backing = backing;
+    if (cached) {
+      ThreadCacheConfig small;
+      small.max_per_size = 4;
+      small.max_cached_pages = 16;
+      auto created = state.range(1) == 2 ? ThreadCachedVmalloc::create(c, small) : ThreadCachedVmalloc::create(c);
+      VMF_CHECK(created.vm != nullptr, "ThreadCachedVmalloc::create: %s", created.message.c_str());
+      g_cached = std::move(created.vm);
+    } else {
+      auto created = Vmalloc::create(c);
+      VMF_CHECK(created.vm != nullptr, "Vmalloc::create: %s", created.message.c_str());
+      g_plain = std::move(created.vm);
+    }
+  }
+  if (cached) {
+    run_mix(state, g_cached);
+  } else {
+    run_mix(state, g_plain);
+  }
+  if (state.thread_index() == 0) {
+    if (g_cached) {  // how much of the mix the caches served (every thread has stopped: the loop ended)
+      const ThreadCacheStats s = g_cached->cache_stats();
+      state.counters["cache_hit_rate"] = static_cast<double>(s.hits) / static_cast<double>(std::max<std::uint64_t>(1, s.hits + s.misses));
+      state.counters["cache_drains"] = static_cast<double>(s.drains);
+    }
+    g_cached.reset();
+    g_plain.reset();
+  }
 }
 
 }  // namespace
 
 void register_thread_scaling_benchmarks(const Preset& preset) {
   auto* b = benchmark::RegisterBenchmark("BM_ThreadScaling", BM_ThreadScaling)
-                ->ArgNames({"backing"})
-                ->Arg(static_cast<int>(BackingMode::kNone))
-                ->Arg(static_cast<int>(BackingMode::kMemfd))
+                ->ArgNames({"backing", "thread_cache"})
+                ->ArgsProduct({{static_cast<int>(BackingMode::kNone), static_cast<int>(BackingMode::kMemfd)}, {0, 1, 2}})
                 ->UseRealTime()
                 ->Threads(1)
                 ->Threads(2);

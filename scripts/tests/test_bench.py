@@ -142,9 +142,10 @@ def test_results_take_interleaved_ratios_from_their_counters():
     assert [(r.measured, r.goal, r.verdict) for r in rows] == [("1.20x (121 / 100 ns)", "<= 1.25x", "met")]
 
 
-def add_thread_scaling(doc, backing, ns_by_threads):
+def add_thread_scaling(doc, backing, ns_by_threads, thread_cache=None):
     for threads, ns in ns_by_threads.items():
-        name = f"BM_ThreadScaling/backing:{backing}/real_time/threads:{threads}"
+        cache = "" if thread_cache is None else f"/thread_cache:{thread_cache}"
+        name = f"BM_ThreadScaling/backing:{backing}{cache}/real_time/threads:{threads}"
         for rep in range(3):
             doc["benchmarks"].append({"name": name, "run_name": name, "run_type": "iteration", "threads": threads,
                                       "real_time": ns + rep, "cpu_time": threads * ns, "time_unit": "ns"})
@@ -166,6 +167,17 @@ def test_thread_scaling_is_a_real_time_ratio_beside_issue_15s_goal():
         ("BM_ThreadScaling/backing:0/real_time/threads:4", "BM_ThreadScaling/backing:0/real_time/threads:1", None),
         ("BM_ThreadScaling/backing:2/real_time/threads:2", "BM_ThreadScaling/backing:2/real_time/threads:1",
          {"max": 1.0})]
+    # The thread-cache variants are rows of their own, named for the cache, each beside its own
+    # one-thread run.
+    doc = report()
+    add_thread_scaling(doc, 0, {1: 100.0, 2: 700.0}, thread_cache=0)
+    add_thread_scaling(doc, 0, {1: 30.0, 2: 15.0}, thread_cache=1)
+    add_thread_scaling(doc, 0, {1: 180.0, 2: 120.0}, thread_cache=2)
+    rows = [r for r in bench_results.summary_rows(doc) if r.suite == "threads"]
+    assert [(r.config, r.measured.split(" (")[0], r.verdict) for r in rows] == [
+        ("backing none, 2 threads vs 1", "0.14x one thread's ops/s", "NOT met"),
+        ("backing none, per-thread caches, 2 threads vs 1", "1.94x one thread's ops/s", "met"),
+        ("backing none, small per-thread caches, 2 threads vs 1", "1.50x one thread's ops/s", "met")]
     # Without the one-thread run there is nothing to compare with: no row, no ratio.
     doc = report()
     add_thread_scaling(doc, 0, {2: 700.0})

@@ -64,7 +64,10 @@ def thread_scaling_pairs(names):
         single = re.sub(r"/threads:\d+$", "/threads:1", name)
         if single == name or single not in names:
             continue
-        extra = ", ".join(f"{k} {v}" for k, v in sorted(a.items()) if k not in ("backing", "threads"))
+        extra = ", ".join(f"{k} {v}" for k, v in sorted(a.items()) if k not in ("backing", "threads", "thread_cache"))
+        cache = {1: "per-thread caches", 2: "small per-thread caches"}.get(a.get("thread_cache"))
+        if cache:
+            extra = ", ".join(filter(None, [cache, extra]))
         config = f"backing {BACKING_MODES.get(a.get('backing'), a.get('backing'))}" + (f", {extra}" if extra else "")
         yield config, a["threads"], name, single, THREAD_SCALING_GOAL if a["threads"] == 2 else None
 
