@@ -10,6 +10,7 @@ import base64
 import fcntl
 import json
 import os
+import signal
 import select
 import shutil
 import subprocess
@@ -42,7 +43,8 @@ class Browser:
              "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-sync",
              "--disable-background-networking", "--disable-component-update", "--disable-default-apps",
              "--disable-dev-shm-usage", f"--user-data-dir={user_data_dir}", "--window-size=1280,1000", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(cmd_r, resp_w))
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(cmd_r, resp_w),
+            start_new_session=True)  # its own process group: close() ends its helper processes too
         os.close(cmd_r)
         os.close(resp_w)
         self._buf = b""
@@ -56,17 +58,36 @@ class Browser:
         return high
 
     def close(self):
+        """Ends Chromium and every helper process it started (zygote, renderer, utility: its process
+        group), and waits until they are all gone, so that nothing still writes into the profile
+        directory when the caller removes it."""
         try:
             os.close(self._cmd_w)
         except OSError:
             pass
-        self.proc.terminate()
+        group = self.proc.pid  # start_new_session: the group's id is the leader's pid
+        self._signal_group(group, signal.SIGTERM)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self._signal_group(group, signal.SIGKILL)
             self.proc.wait()
+        deadline = time.monotonic() + 5
+        while self._signal_group(group, 0):  # helpers still running
+            if time.monotonic() > deadline:
+                self._signal_group(group, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+            time.sleep(0.02)
         os.close(self._resp_r)
+
+    @staticmethod
+    def _signal_group(group, sig):
+        """Sends sig to the group; False when no process of it is left."""
+        try:
+            os.killpg(group, sig)
+            return True
+        except ProcessLookupError:
+            return False
 
     def __enter__(self):
         return self
