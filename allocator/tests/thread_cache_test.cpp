@@ -194,6 +194,29 @@ TEST(ThreadCache, ThePerSizeAndPerThreadCapsSendFreesToTheInnerAllocator) {
   EXPECT_EQ(vm->check(), "");
 }
 
+// A thread that exits gives its cache back; purge() leaves caches alone (their areas are live to
+// the inner allocator, not lazily freed).
+TEST(ThreadCache, AnExitingThreadGivesItsCacheBack) {
+  auto vm = make(BackingMode::kMemfd, 1024);
+  std::uint64_t cached_before_exit = 0;
+  std::thread([&] {
+    std::vector<void*> held;
+    for (int i = 0; i < 4; ++i) held.push_back(vm->vmalloc((1 + i) * P).addr);
+    held.push_back(vm->kmalloc(P).addr);
+    for (void* p : held) ASSERT_EQ(vm->kvfree(p), ReleaseStatus::kOk);
+    vm->purge();
+    cached_before_exit = vm->cache_stats().cached_areas;
+  }).join();
+  EXPECT_EQ(cached_before_exit, 5u);
+  const ThreadCacheStats s = vm->cache_stats();
+  EXPECT_EQ(s.cached_areas, 0u);
+  EXPECT_EQ(s.given_back_at_exit, 5u);
+  EXPECT_EQ(vm->inner().stats().vmalloc_areas, 0u);
+  EXPECT_EQ(vm->inner().stats().kmalloc_blocks, 0u);
+  EXPECT_EQ(vm->inner().stats().phys.free_pages, vm->inner().stats().phys.total_pages);
+  EXPECT_EQ(vm->check(), "");
+}
+
 TEST(ThreadCache, CachedMemoryIsPoisonedUnderAsanAndTheReusedBytesAreNot) {
 #ifdef VMFRAG_ASAN
   auto vm = make(BackingMode::kMemfd, 1024);

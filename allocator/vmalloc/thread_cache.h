@@ -23,8 +23,8 @@
 // - Nothing is lost: when the inner allocator fails a request for want of space or memory (virtual
 //   fragmentation, no virtual space, no physical memory, physical fragmentation, map limit), every
 //   thread's cache is drained back to it and the request is retried once, as vmalloc purges and
-//   retries. drain() does the same on demand; the destructor leaves cached areas to the inner
-//   allocator's teardown.
+//   retries. drain() does the same on demand; a thread that exits gives its cache back; the
+//   destructor leaves cached areas to the inner allocator's teardown.
 // - Misuse is still detected: a release of an address held in a cache (a double free) is reported
 //   with its address and changes nothing (misuse_log(); strict mode aborts, as Vmalloc's does);
 //   everything else (unknown, interior, foreign, wrong function) is classified by the inner Vmalloc.
@@ -65,6 +65,7 @@ struct ThreadCacheStats {
   std::uint64_t cached_areas = 0;   // areas and kmalloc blocks held in caches now
   std::uint64_t cached_pages = 0;
   std::uint64_t drains = 0;         // drains that gave something back (drain(), or on a failed request)
+  std::uint64_t given_back_at_exit = 0;  // areas and blocks given back by exiting threads
   std::uint64_t misuse_count = 0;   // releases of a cached address (the inner Vmalloc counts the rest)
 };
 
@@ -108,6 +109,10 @@ class ThreadCachedVmalloc {
   [[nodiscard]] Vmalloc& inner() { return *inner_; }
   [[nodiscard]] const Vmalloc& inner() const { return *inner_; }
 
+  // The calling thread's table of its caches (thread_cache.cpp); public only so that the
+  // thread_local table can be declared there.
+  struct ThreadSlots;
+
  private:
   struct ThreadCache;
   enum class Kind : std::uint8_t { kVmalloc, kKmalloc };
@@ -127,7 +132,7 @@ class ThreadCachedVmalloc {
   ReleaseStatus release_to_inner(std::optional<Kind> kind, const void* addr);
   [[nodiscard]] bool poisons(Kind kind) const;
   ReleaseStatus cached_misuse(const char* fn, const void* addr);
-  std::uint64_t drain_all();  // the number of areas and blocks given back
+  std::uint64_t give_back(ThreadCache* only);  // every cache (nullptr) or one; the number given back
   [[nodiscard]] static std::string cache_error_locked(const ThreadCache& cache);
 
   const ThreadCacheConfig config_;
@@ -137,6 +142,7 @@ class ThreadCachedVmalloc {
   std::vector<std::unique_ptr<ThreadCache>> caches_;
   std::vector<std::string> misuse_log_;
   std::uint64_t drains_ = 0;
+  std::uint64_t given_back_at_exit_ = 0;
   std::uint64_t misuse_count_ = 0;
 };
 
