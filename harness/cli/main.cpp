@@ -99,12 +99,20 @@ std::string human_summary(const ReplayResult& r) {
     o << "  first failure: op " << f.op << " (line " << f.line << ") id " << f.id << " size " << f.size << ": "
       << failure_name(f.kind) << " with " << f.free_bytes << " bytes free, largest " << f.largest_free_bytes << "\n";
   }
+  if (r.thread_cache) {
+    const ThreadCacheStats& c = *r.thread_cache;
+    o << "  thread cache: " << c.hits << " hits, " << c.misses << " misses, " << c.drains << " drains; "
+      << c.cached_areas << " areas (" << c.cached_pages << " pages) cached at the end\n";
+  }
   return o.str();
 }
 
 int cmd_replay(const std::string& path, bool json, bool differential, std::uint64_t check_every,
                const std::string& backing, const std::string& timeline, std::uint64_t timeline_every, std::size_t maps,
-               const std::string& fail_os, const std::string& fail_phys) {
+               const std::string& fail_os, const std::string& fail_phys, bool thread_cache) {
+  if (thread_cache && differential)
+    throw InputError("<args>", 0, "--thread-cache cannot be combined with --differential: the reference model places "
+                     "by exact lowest fit");
   std::unique_ptr<FailingOs> failing_os;
   if (!fail_os.empty()) {
     std::string why;
@@ -142,6 +150,7 @@ int cmd_replay(const std::string& path, bool json, bool differential, std::uint6
   options.backing = backing_override;
   options.os = failing_os.get();
   options.page_faults = failing_pages.get();
+  if (thread_cache) options.thread_cache = ThreadCacheConfig{};
   // A sampled timeline (--timeline-every N > 1) keeps every N-th op, every op that failed and the
   // last op (held back until the next one shows it was not the last), after a header line that says
   // so; N = 1 writes every op and no header, as before.
@@ -305,7 +314,7 @@ int run(int argc, char** argv) {
 
   std::string trace, out_path, backing, timeline, region, profile, workload, fail_os, fail_phys;
   std::string check_every_text = "0", seed_text, ops_text, maps_text = "16", timeline_every_text = "1";
-  bool json = false, differential = false;
+  bool json = false, differential = false, thread_cache = false;
 
   auto* replay_cmd = app.add_subcommand("replay", "replay a vmtrace on the allocator");
   replay_cmd->add_option("TRACE", trace, "trace file, or - for standard input")->required();
@@ -326,6 +335,10 @@ int run(int argc, char** argv) {
                                                   "allocation of KIND (block: kmalloc, pages: vmalloc/vmap pages), or "
                                                   "rate:P/Q:SEED[:FAILURE]; FAILURE no-physical-memory (default) or "
                                                   "physical-fragmentation")->type_name("SPEC");
+  replay_cmd->add_flag("--thread-cache", thread_cache,
+                       "replay a (page-aligned, up to 64 pages) and k (up to order 3) through an opt-in per-thread "
+                       "cache of freed areas and blocks (allocator/README.md): what the kernel's per-CPU pooling does "
+                       "to placement and fragmentation; not with --differential");
   replay_cmd->add_option("--maps", maps_text, "record the address-space map at the first N failures, N from 0 to 1000 "
                                               "(default 16)")->type_name("N");
 
@@ -378,7 +391,7 @@ int run(int argc, char** argv) {
     if (*replay_cmd) {
       code = cmd_replay(trace, json, differential, parse_number_arg("--check-every", check_every_text, 0, kMaxCheckEvery),
                         backing, timeline, parse_number_arg("--timeline-every", timeline_every_text, 1, kMaxCheckEvery),
-                        parse_number_arg("--maps", maps_text, 0, kMaxMaps), fail_os, fail_phys);
+                        parse_number_arg("--maps", maps_text, 0, kMaxMaps), fail_os, fail_phys, thread_cache);
     } else if (*gen_cmd) {
       const std::uint64_t seed = parse_number_arg("--seed", seed_text, 0, UINT64_MAX);
       const std::uint64_t ops = ops_text.empty() ? 0 : parse_number_arg("--ops", ops_text, 1, kMaxOps);

@@ -54,9 +54,20 @@ class Replayer {
     VmallocConfig config = vmalloc_config_of(effective);
     config.space.os = options.os;
     config.page_faults = options.page_faults;
-    auto created = Vmalloc::create(config);
-    if (created.vm == nullptr) throw InputError(source.name(), 0, "cannot create the allocator: " + created.message);
-    vm_ = std::move(created.vm);
+    if (options.thread_cache) {
+      if (options.differential)
+        throw InputError(source.name(), 0, "thread caches cannot be replayed in differential mode: the reference "
+                                           "model places by exact lowest fit");
+      auto created = ThreadCachedVmalloc::create(config, *options.thread_cache);
+      if (created.vm == nullptr) throw InputError(source.name(), 0, "cannot create the allocator: " + created.message);
+      cached_ = std::move(created.vm);
+      vm_ = &cached_->inner();
+    } else {
+      auto created = Vmalloc::create(config);
+      if (created.vm == nullptr) throw InputError(source.name(), 0, "cannot create the allocator: " + created.message);
+      plain_ = std::move(created.vm);
+      vm_ = plain_.get();
+    }
     space_ = &vm_->space();
     if (options.differential) {
       TraceHeader modelled = h;
@@ -87,6 +98,7 @@ class Replayer {
     if (result_.ops != 0) compare_stats(result_.ops - 1, true);
     result_.final_stats = space_->stats();
     result_.backing = backing_;
+    if (cached_) result_.thread_cache = cached_->cache_stats();
     return std::move(result_);
   }
 
@@ -97,7 +109,7 @@ class Replayer {
       case OpKind::kAlloc: return alloc(index, op);
       case OpKind::kFree: return free(index, op);
       case OpKind::kPurge:
-        vm_->purge();
+        if (cached_) cached_->purge(); else vm_->purge();
         if (model_) model_->purge();
         ++result_.purges_requested;
         compare_stats(index, true);
@@ -116,7 +128,7 @@ class Replayer {
     VmallocResult r;
     IdSlot slot;
     slot.kind = op.kind;
-    if (op.kind == OpKind::kKmalloc) r = vm_->kmalloc(op.size);
+    if (op.kind == OpKind::kKmalloc) r = cached_ ? cached_->kmalloc(op.size) : vm_->kmalloc(op.size);
     if (op.kind == OpKind::kHuge) r = vm_->vmalloc_huge(op.size);
     if (op.kind == OpKind::kMapRam) {
       const FailureKind f = op.size == 0 ? FailureKind::kInvalidArgument : vm_->alloc_pages(op.size, slot.pfns);
@@ -185,7 +197,7 @@ class Replayer {
 
   void alloc(std::uint64_t index, const Op& op) {
     ++result_.alloc_attempts;
-    const VmallocResult v = vm_->vmalloc(op.size, op.align);
+    const VmallocResult v = cached_ ? cached_->vmalloc(op.size, op.align) : vm_->vmalloc(op.size, op.align);
     const Allocation a{v.addr, v.ok() ? offset_of(v.addr) : 0, v.failure};
     if (model_ && !compare_area(index, v, model_->vmalloc(op.size, op.align))) return;
     ids_[op.id] = IdSlot{a.ok(), OpKind::kAlloc, a.addr, {}};
@@ -213,8 +225,9 @@ class Replayer {
     ids_.erase(it);
     const std::uint64_t offset = slot.kind == OpKind::kKmalloc ? 0 : offset_of(slot.addr);
     ReleaseStatus status = ReleaseStatus::kOk;
-    if (slot.kind == OpKind::kAlloc || slot.kind == OpKind::kHuge) status = vm_->vfree(slot.addr);
-    if (slot.kind == OpKind::kKmalloc) status = vm_->kfree(slot.addr);
+    if (slot.kind == OpKind::kAlloc) status = cached_ ? cached_->vfree(slot.addr) : vm_->vfree(slot.addr);
+    if (slot.kind == OpKind::kHuge) status = vm_->vfree(slot.addr);
+    if (slot.kind == OpKind::kKmalloc) status = cached_ ? cached_->kfree(slot.addr) : vm_->kfree(slot.addr);
     if (slot.kind == OpKind::kMapRam) {
       status = vm_->vm_unmap_ram(slot.addr, slot.pfns.size());
       if (status == ReleaseStatus::kOk) vm_->free_pages(slot.pfns);
@@ -292,7 +305,7 @@ class Replayer {
 
   void check() {
     if (options_.os != nullptr) options_.os->set_paused(true);
-    std::string vm_problem = vm_->check();
+    std::string vm_problem = cached_ ? cached_->check() : vm_->check();
     if (options_.os != nullptr) options_.os->set_paused(false);
     if (!vm_problem.empty()) violation(result_.ops, "check(): " + vm_problem);
     if (model_ && !stopped_)
@@ -321,7 +334,9 @@ class Replayer {
   }
 
   Backing backing_ = Backing::kNone;
-  std::unique_ptr<Vmalloc> vm_;
+  std::unique_ptr<Vmalloc> plain_;               // the allocator, or
+  std::unique_ptr<ThreadCachedVmalloc> cached_;  // the caches in front of it (ReplayOptions::thread_cache)
+  Vmalloc* vm_ = nullptr;                        // the allocator either way
   VirtualSpace* space_ = nullptr;  // vm_'s address space
   std::unique_ptr<reference::ReferenceVmalloc> model_;
   std::unordered_map<std::uint64_t, IdSlot> ids_;
@@ -389,6 +404,14 @@ std::string replay_result_json(const ReplayResult& r) {
                 {"purges", s.purges},
                 {"external_fragmentation", s.external_fragmentation()}};
   j["differential"] = r.differential;
+  if (r.thread_cache) {
+    const ThreadCacheStats& c = *r.thread_cache;
+    j["thread_cache"] = {{"hits", c.hits},
+                         {"misses", c.misses},
+                         {"cached_areas", c.cached_areas},
+                         {"cached_pages", c.cached_pages},
+                         {"drains", c.drains}};
+  }
   if (r.divergence) {
     j["divergence"] = {{"op", r.divergence->op},
                        {"line", r.divergence->line},

@@ -19,6 +19,7 @@
 
 #include "allocator/core/failure.h"
 #include "allocator/os/fault_injection.h"
+#include "allocator/vmalloc/thread_cache.h"
 #include "allocator/vmalloc/vmalloc.h"
 #include "allocator/vspace/virtual_space.h"
 #include "harness/trace/op.h"
@@ -72,6 +73,11 @@ struct ReplayOptions {
   // check() allocates no pages, so injection points are the ops' own allocations. Must outlive the
   // replay.
   PageAllocFaults* page_faults = nullptr;
+  // Replay `a` (page-aligned, at most max_area_pages) and `k` through a ThreadCachedVmalloc's cache
+  // (one thread: the replay's), so its effect on placement and fragmentation shows on any trace:
+  // cached areas stay live in the address space. Not with differential (the reference model is
+  // exact lowest fit). nullopt = the plain Vmalloc.
+  std::optional<ThreadCacheConfig> thread_cache;
   // Called after every op with its index and the op; for timelines. Must not throw.
   std::function<void(std::uint64_t op_index, const Op& op, const VirtualSpace& space, bool ok,
                      FailureKind failure, std::uint64_t offset)>
@@ -115,6 +121,7 @@ struct ReplayResult {
   VirtualSpaceStats final_stats;
   std::map<std::string, std::uint64_t> failures_by_kind;
   bool differential = false;
+  std::optional<ThreadCacheStats> thread_cache;  // with ReplayOptions::thread_cache: at the end
   std::optional<Divergence> divergence;  // set: the run stopped there (exit 3)
   std::string invariant_violation;       // non-empty: check() failed (exit 3)
   std::uint64_t invariant_op = 0;

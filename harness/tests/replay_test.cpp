@@ -77,6 +77,50 @@ f 4           # its allocation failed: a no-op
   EXPECT_EQ(end, 64u * 1024);
 }
 
+// --thread-cache: a freed area stays in the cache (live to the address space) and serves the next
+// request of its page count; another page count misses and is placed past it, where the plain
+// replay reuses the hole at once. The result says what the cache did, the same every run.
+TEST(Replay, ThroughAThreadCacheFreedAreasStayLiveAndServeTheirSize) {
+  const std::string trace = R"(vmtrace 1
+region 64K
+guard 1
+lazy 0
+a 0 12K       # [0, 16K)
+a 1 4K        # [16K, 24K)
+f 0           # plain: [0, 16K) free again; cached: still live
+a 2 4K        # plain: 0; cached: a miss (1 page), placed at 24K
+a 3 12K       # plain: 16K with its guard, first free at 24K; cached: a hit, 0
+k 4 4K
+f 4
+k 5 4K        # cached: the same block again
+)";
+  const ReplayResult plain = run(trace);
+  StringSource source(trace);
+  ReplayOptions options;
+  options.check_every = 1;
+  options.thread_cache = ThreadCacheConfig{};
+  const ReplayResult cached = replay(source, options);
+  EXPECT_EQ(cached.invariant_violation, "");
+  EXPECT_EQ(plain.placements.at(2), 0u);
+  EXPECT_EQ(plain.placements.at(3), 24u * 1024);
+  EXPECT_EQ(cached.placements.at(2), 24u * 1024);
+  EXPECT_EQ(cached.placements.at(3), 0u);
+  EXPECT_FALSE(plain.thread_cache);
+  ASSERT_TRUE(cached.thread_cache);
+  EXPECT_EQ(cached.thread_cache->hits, 2u);    // a 3, k 5
+  EXPECT_EQ(cached.thread_cache->misses, 4u);  // a 0, a 1, a 2, k 4
+  EXPECT_EQ(cached.thread_cache->cached_areas, 0u);
+  const nlohmann::json j = nlohmann::json::parse(replay_result_json(cached));
+  EXPECT_EQ(j["thread_cache"]["hits"], 2);
+  EXPECT_FALSE(nlohmann::json::parse(replay_result_json(plain)).contains("thread_cache"));
+  StringSource again(trace);
+  EXPECT_EQ(replay_result_json(replay(again, options)), replay_result_json(cached));
+  // Differential mode compares with exact lowest fit: refused, at line 0.
+  StringSource diff(trace);
+  options.differential = true;
+  EXPECT_THROW((void)replay(diff, options), InputError);
+}
+
 TEST(Replay, LazyTraceDefaultHoldsFreedSpace) {
   // No `lazy` directive: the format's default (8192 pages) holds the freed area back.
   const auto r = run("vmtrace 1\nregion 1M\na 0 4K\nf 0\na 1 4K\np\na 2 4K\n", true);

@@ -372,6 +372,24 @@ def test_fail_phys_injects_page_allocator_failures_into_a_replay(cli, tmp_path):
     assert r.returncode == 2 and "cannot be combined with --differential" in r.stderr
 
 
+def test_thread_cache_replays_through_the_caches_and_says_what_they_did(cli, tmp_path):
+    t = tmp_path / "r.vmtrace"
+    assert run(cli, "gen", "random_size_alloc_test", "--seed", 1, "--ops", 2000, "-o", t).returncode == 0
+    plain = run(cli, "replay", t, "--json", "--check-every", 100)
+    outs = [run(cli, "replay", t, "--json", "--check-every", 100, "--thread-cache") for _ in range(2)]
+    assert plain.returncode == 0 and all(r.returncode == 0 for r in outs), [r.stderr for r in outs]
+    assert outs[0].stdout == outs[1].stdout  # one thread: deterministic
+    p, c = json.loads(plain.stdout), json.loads(outs[0].stdout)
+    assert "thread_cache" not in p
+    assert c["thread_cache"]["hits"] > 0 and c["thread_cache"]["misses"] > 0, c["thread_cache"]
+    assert c["placements"] != p["placements"]  # reuse by size is not lowest fit
+    human = run(cli, "replay", t, "--thread-cache")
+    assert re.search(r"thread cache: [1-9]\d* hits, [1-9]\d* misses", human.stdout), human.stdout
+    r = run(cli, "replay", t, "--thread-cache", "--differential")
+    assert r.returncode == 2 and first_line(r) == ("vmfrag: error: --thread-cache cannot be combined with "
+                                                   "--differential: the reference model places by exact lowest fit")
+
+
 @pytest.mark.parametrize("target,header", [("frag_hunt", "region 1M\nguard 1\nlazy 0\n"),
                                            ("phys_hunt", "region 1M\nguard 1\nlazy 0\nphys 1M\nbacking none\n"),
                                            ("ops", None)])
