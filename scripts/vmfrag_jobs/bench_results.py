@@ -257,7 +257,7 @@ def summary_rows(doc):
 
 
 def format_rows(rows):
-    header = ("suite", "configuration", "measured (median; CPU time unless marked)", "goal (issue 12)", "")
+    header = ("suite", "configuration", "measured (median; CPU time unless marked)", "goal (issue 12; threads: 15)", "")
     table = [header] + [(r.suite, r.config, r.measured, r.goal, r.verdict) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
