@@ -122,10 +122,15 @@ ThreadCachedVmalloc::~ThreadCachedVmalloc() {
   // (and clears the ASan shadow of its live areas and of the direct map, cached ones included).
 }
 
-ThreadCachedVmalloc::ThreadCache& ThreadCachedVmalloc::local() {
+ThreadCachedVmalloc::ThreadCache* ThreadCachedVmalloc::find_local() const {
   for (const ThreadSlots::Slot& slot : t_slots.slots)
-    if (slot.id == id_) return *slot.cache;
-  return register_thread();
+    if (slot.id == id_) return slot.cache;
+  return nullptr;
+}
+
+ThreadCachedVmalloc::ThreadCache& ThreadCachedVmalloc::local() {
+  ThreadCache* cache = find_local();
+  return cache != nullptr ? *cache : register_thread();
 }
 
 ThreadCachedVmalloc::ThreadCache& ThreadCachedVmalloc::register_thread() {
@@ -242,17 +247,18 @@ ThreadCachedVmalloc::Taken ThreadCachedVmalloc::take_record_locked(ThreadCache& 
  */
 ReleaseStatus ThreadCachedVmalloc::release(std::optional<Kind> wanted, const void* addr, const char* fn) {
   if (addr == nullptr) return ReleaseStatus::kNull;
-  ThreadCache& own = local();
-  Taken taken;
-  {
-    std::lock_guard own_lock(own.lock);
-    taken = take_record_locked(own, wanted, addr, /*may_cache=*/true);
-    VMF_ASSERT_FULL(cache_error_locked(own).empty(), "thread cache: %s", cache_error_locked(own).c_str());
+  // A thread that never allocated here has no cache and gets none: the free path allocates nothing.
+  ThreadCache* own = find_local();
+  Taken taken{Taken::Outcome::kNotFound, Kind::kVmalloc};
+  if (own != nullptr) {
+    std::lock_guard own_lock(own->lock);
+    taken = take_record_locked(*own, wanted, addr, /*may_cache=*/true);
+    VMF_ASSERT_FULL(cache_error_locked(*own).empty(), "thread cache: %s", cache_error_locked(*own).c_str());
   }
   if (taken.outcome == Taken::Outcome::kNotFound) {
     std::shared_lock registry(registry_lock_);
     for (const auto& other : caches_) {
-      if (other.get() == &own) continue;
+      if (other.get() == own) continue;
       std::lock_guard other_lock(other->lock);
       taken = take_record_locked(*other, wanted, addr, /*may_cache=*/false);
       if (taken.outcome != Taken::Outcome::kNotFound) break;

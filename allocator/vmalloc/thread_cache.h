@@ -28,7 +28,8 @@
 // - Misuse is still detected: a release of an address held in a cache (a double free) is reported
 //   with its address and changes nothing (misuse_log(); strict mode aborts, as Vmalloc's does);
 //   everything else (unknown, interior, foreign, wrong function) is classified by the inner Vmalloc.
-// - The free path allocates nothing: a cache's lists are reserved when the thread's cache is made.
+// - The free path allocates nothing: a cache's lists are reserved when the thread's cache is made
+//   (at its first allocation; a thread that only frees gets no cache).
 // - Thread safety: every call may come from any thread. A thread's own cache is guarded by its own
 //   lock (uncontended unless another thread drains it or frees an area this thread allocated);
 //   lock order: the registry, then a thread's cache, then the inner Vmalloc's lock.
@@ -123,7 +124,8 @@ class ThreadCachedVmalloc {
   };
 
   ThreadCachedVmalloc(std::unique_ptr<Vmalloc> inner, const ThreadCacheConfig& cache);
-  ThreadCache& local();
+  [[nodiscard]] ThreadCache* find_local() const;  // the calling thread's cache, or nullptr
+  ThreadCache& local();                           // the calling thread's cache, made on its first call
   ThreadCache& register_thread();
   VmallocResult allocate(Kind kind, std::uint64_t size, std::uint64_t align);
   // wanted: kVmalloc for vfree, kKmalloc for kfree, nullopt for kvfree.
