@@ -132,6 +132,21 @@ void worker(Front& front, std::uint64_t seed, unsigned thread, std::uint64_t ops
   }
 }
 
+// Two rounds of `threads` workers on one instance, check() after each (a quiescent point: the
+// workers have joined; a plain Vmalloc then has nothing live, a cached one only its caches).
+template <class Front>
+void run_rounds(Front& front, unsigned threads, std::uint64_t seed, std::uint64_t ops_per_thread,
+                std::atomic<std::uint64_t>& corrupt, std::atomic<std::uint64_t>& done) {
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < threads; ++t)
+      pool.emplace_back(worker<Front>, std::ref(front), seed + round, t, ops_per_thread, std::ref(corrupt),
+                        std::ref(done));
+    for (std::thread& t : pool) t.join();
+    EXPECT_EQ(front.check(), "") << "after round " << round;
+  }
+}
+
 TEST(ConcurrencyStress, MixedOpsOnSharedInstanceStayCorrectAndTheStructuresStayValid) {
   // Figures: per thread count, the ops run (threads x ops x rounds) and whether they all passed;
   // the tsan flavour's run is the TSan-clean figure (a TSan report aborts the test).
@@ -151,13 +166,7 @@ TEST(ConcurrencyStress, MixedOpsOnSharedInstanceStayCorrectAndTheStructuresStayV
       Vmalloc& vm = *created.vm;
       std::atomic<std::uint64_t> corrupt{0}, done{0};
       const std::uint64_t ops_per_thread = stress_count("VMFRAG_STRESS_OPS", 2400) / threads;
-      for (int round = 0; round < 2; ++round) {
-        std::vector<std::thread> pool;
-        for (unsigned t = 0; t < threads; ++t)
-          pool.emplace_back(worker<Vmalloc>, std::ref(vm), seed + round, t, ops_per_thread, std::ref(corrupt), std::ref(done));
-        for (std::thread& t : pool) t.join();
-        EXPECT_EQ(vm.check(), "") << "after round " << round;  // quiescent: every thread released all
-      }
+      run_rounds(vm, threads, seed, ops_per_thread, corrupt, done);
       EXPECT_EQ(corrupt.load(), 0u);
       EXPECT_EQ(done.load(), 2 * threads * ops_per_thread);
       const VmallocStats s = vm.stats();
@@ -196,14 +205,7 @@ TEST(ConcurrencyStress, MixedOpsThroughThreadCachesStayCorrect) {
       ThreadCachedVmalloc& front = *created.vm;
       std::atomic<std::uint64_t> corrupt{0}, done{0};
       const std::uint64_t ops_per_thread = stress_count("VMFRAG_STRESS_OPS", 2400) / threads;
-      for (int round = 0; round < 2; ++round) {
-        std::vector<std::thread> pool;
-        for (unsigned t = 0; t < threads; ++t)
-          pool.emplace_back(worker<ThreadCachedVmalloc>, std::ref(front), seed + round, t, ops_per_thread,
-                            std::ref(corrupt), std::ref(done));
-        for (std::thread& t : pool) t.join();
-        EXPECT_EQ(front.check(), "") << "after round " << round;
-      }
+      run_rounds(front, threads, seed, ops_per_thread, corrupt, done);
       EXPECT_EQ(corrupt.load(), 0u);
       EXPECT_GT(front.cache_stats().hits, 0u);
       front.drain();
