@@ -139,27 +139,28 @@ DecodedInput renumbered_ids(const DecodedInput& input) {
   return out;
 }
 
+namespace {
+
+std::unique_ptr<VirtualSpace> create_space(const TraceHeader& h) {
+  VirtualSpaceConfig config;
+  config.region_bytes = h.region_bytes;
+  config.guard_pages = h.guard_pages;
+  config.lazy_threshold_pages = h.lazy_pages;
+  auto created = VirtualSpace::create(config);
+  VMF_CHECK(created.space != nullptr, "cannot create the space: %s", created.message.c_str());
+  return std::move(created.space);
+}
+
+}  // namespace
+
 HuntSpace::HuntSpace() = default;
 HuntSpace::~HuntSpace() = default;
 
 HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, HuntSpace* reuse,
                  std::vector<LiveArea>* live_before) {
   const TraceHeader& h = input.header;
-  std::unique_ptr<VirtualSpace> fresh;
-  if (reuse == nullptr || reuse->space_ == nullptr || !(reuse->header_ == h)) {
-    VirtualSpaceConfig config;
-    config.region_bytes = h.region_bytes;
-    config.guard_pages = h.guard_pages;
-    config.lazy_threshold_pages = h.lazy_pages;
-    auto created = VirtualSpace::create(config);
-    VMF_CHECK(created.space != nullptr, "cannot create the space: %s", created.message.c_str());
-    fresh = std::move(created.space);
-    if (reuse != nullptr) {
-      reuse->space_ = std::move(fresh);
-      reuse->header_ = h;
-    }
-  }
-  VirtualSpace& space = fresh != nullptr ? *fresh : *reuse->space_;
+  std::unique_ptr<VirtualSpace> fresh;  // without `reuse`: this run's own space
+  VirtualSpace& space = reuse != nullptr ? reuse->space_.for_header(h, create_space) : *(fresh = create_space(h));
   const std::uint64_t guard_pages = h.guard_pages;
   const std::uint64_t region_pages = h.region_bytes / kPageSize;
   Features features(counters, region_pages);
@@ -173,7 +174,7 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
     if (op.kind == OpKind::kAlloc) max_id = std::max(max_id, op.id);
   if (max_id > 4 * input.ops.size() + 1024) return run_hunt(renumbered_ids(input), counters, reuse, live_before);
   std::vector<std::uint64_t> local_offsets;
-  std::vector<std::uint64_t>& offsets = fresh != nullptr ? local_offsets : reuse->offsets_;
+  std::vector<std::uint64_t>& offsets = reuse == nullptr ? local_offsets : reuse->offsets_;
   offsets.assign(input.ops.empty() ? 0 : max_id + 1, kNotLive);
   std::uint64_t peak = 0, max_need = 0;
   HuntRun run;
@@ -219,7 +220,7 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
         features.failure(f.severity, need);
         // Knuth/Robson: where the conditions hold, first fit cannot fail this early. On a reused
         // space, confirm on a fresh one first so the abort reproduces from the input alone.
-        if (f.bound_applies && !(f.severity > f.floor) && fresh == nullptr) {
+        if (f.bound_applies && !(f.severity > f.floor) && reuse != nullptr) {
           for (const std::uint64_t offset : offsets)
             if (offset != kNotLive) (void)space.vfree_offset(offset);
           space.purge();
@@ -241,7 +242,7 @@ HuntRun run_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, Hu
   }
   features.finish();
   if (!run.finding) snapshot(live_before);
-  if (fresh == nullptr) {  // leave the reused space as a fresh one: everything free
+  if (reuse != nullptr) {  // leave the reused space as a fresh one: everything free
     for (const std::uint64_t offset : offsets)
       VMF_CHECK(offset == kNotLive || space.vfree_offset(offset) == FreeStatus::kOk,
                 "hunt: cannot free a live area at the end");

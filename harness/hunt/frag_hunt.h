@@ -33,6 +33,7 @@
 
 #include "allocator/core/failure.h"
 #include "harness/decode/op_decoder.h"
+#include "harness/hunt/kept_instance.h"
 
 namespace vmfrag {
 
@@ -97,8 +98,7 @@ class HuntSpace {
 
  private:
   friend HuntRun run_hunt(const DecodedInput&, std::span<std::uint8_t>, HuntSpace*, std::vector<LiveArea>*);
-  std::unique_ptr<VirtualSpace> space_;
-  TraceHeader header_;
+  KeptInstance<VirtualSpace> space_;
   std::vector<std::uint64_t> offsets_;  // run_hunt's live id -> offset table, kept for its capacity
 };
 

@@ -65,6 +65,12 @@ class PhysFeatures {
 // The pages kmalloc's block holds for `size` bytes: 2^order, order = ceil(log2(pages)).
 std::uint64_t block_pages(std::uint64_t size) { return std::bit_ceil((size + kPageSize - 1) / kPageSize); }
 
+std::unique_ptr<Vmalloc> create_vmalloc(const TraceHeader& h) {
+  auto created = Vmalloc::create(vmalloc_config_of(h));
+  VMF_CHECK(created.vm != nullptr, "cannot create the allocator: %s", created.message.c_str());
+  return std::move(created.vm);
+}
+
 }  // namespace
 
 PhysHuntSpace::PhysHuntSpace() = default;
@@ -72,24 +78,15 @@ PhysHuntSpace::~PhysHuntSpace() = default;
 
 HuntRun run_phys_hunt(const DecodedInput& input, std::span<std::uint8_t> counters, PhysHuntSpace* reuse) {
   const TraceHeader& h = input.header;
-  std::unique_ptr<Vmalloc> fresh;
-  if (reuse == nullptr || reuse->vm_ == nullptr || !(reuse->header_ == h)) {
-    auto created = Vmalloc::create(vmalloc_config_of(h));
-    VMF_CHECK(created.vm != nullptr, "cannot create the allocator: %s", created.message.c_str());
-    fresh = std::move(created.vm);
-    if (reuse != nullptr) {
-      reuse->vm_ = std::move(fresh);
-      reuse->header_ = h;
-    }
-  }
-  Vmalloc& vm = fresh != nullptr ? *fresh : *reuse->vm_;
+  std::unique_ptr<Vmalloc> fresh;  // without `reuse`: this run's own instance
+  Vmalloc& vm = reuse != nullptr ? reuse->vm_.for_header(h, create_vmalloc) : *(fresh = create_vmalloc(h));
   std::uint64_t max_id = 0;
   for (const Op& op : input.ops)
     if (op.kind == OpKind::kKmalloc) max_id = std::max(max_id, op.id);
   if (max_id > 4 * input.ops.size() + 1024) return run_phys_hunt(renumbered_ids(input), counters, reuse);
   // Live id -> (address, pages); address nullptr: not live. Kept in `reuse`: no allocation per run.
   std::vector<PhysHuntSpace::Block> local_blocks;
-  std::vector<PhysHuntSpace::Block>& blocks = fresh != nullptr ? local_blocks : reuse->blocks_;
+  std::vector<PhysHuntSpace::Block>& blocks = reuse == nullptr ? local_blocks : reuse->blocks_;
   blocks.assign(input.ops.empty() ? 0 : max_id + 1, PhysHuntSpace::Block{});
 
   const std::uint64_t total = vm.phys().page_count();
@@ -138,7 +135,7 @@ HuntRun run_phys_hunt(const DecodedInput& input, std::span<std::uint8_t> counter
     features.live(live);
   }
   features.finish();
-  if (fresh == nullptr) {  // leave the reused instance as a fresh one: every page free
+  if (reuse != nullptr) {  // leave the reused instance as a fresh one: every page free
     for (const PhysHuntSpace::Block& b : blocks)
       VMF_CHECK(b.addr == nullptr || vm.kfree(b.addr) == ReleaseStatus::kOk, "phys hunt: cannot free a live block at the end");
     VMF_CHECK(vm.phys().stats().free_pages == total, "phys hunt: the reused instance is not empty after a run");

@@ -26,6 +26,7 @@
 
 #include "harness/decode/op_decoder.h"
 #include "harness/hunt/frag_hunt.h"
+#include "harness/hunt/kept_instance.h"
 
 namespace vmfrag {
 
@@ -44,8 +45,7 @@ class PhysHuntSpace {
 
  private:
   friend HuntRun run_phys_hunt(const DecodedInput&, std::span<std::uint8_t>, PhysHuntSpace*);
-  std::unique_ptr<Vmalloc> vm_;
-  TraceHeader header_;
+  KeptInstance<Vmalloc> vm_;
   struct Block {
     void* addr = nullptr;
     std::uint64_t pages = 0;

@@ -19,6 +19,7 @@ and prints a one-screen summary. J > 1 jobs use libFuzzer's -fork=J.
 import argparse
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,16 @@ MAX_LEN = {"fuzz_trace_parser": 4096, "fuzz_frag_hunt": 1536, "fuzz_phys_hunt": 
 # Findings minimised per run and kind, lowest severity first (each minimisation replays the trace
 # a few hundred times: about a second).
 MINIMISED_PER_KIND = 4
+
+
+def reproducible(cmd):
+    """`cmd` run without address-space randomisation (`setarch ARCH -R`, util-linux). Abseil's hash
+    tables, which the allocator uses, hash with a seed taken from an address: with randomisation,
+    the same input executes a different number of times some code that has coverage (std::pair
+    moves when a table rehashes), libFuzzer sees other features, and a run with a fixed -seed is
+    not reproducible. With it off, plus -reload=0 (no time-driven rereading of the corpus), and
+    fuzz/coverage_ignorelist.txt, the same seed and binary give the same run (fuzz/README.md)."""
+    return ["setarch", platform.machine(), "-R", *cmd]
 
 
 def fuzz_binary(target):
@@ -213,7 +224,9 @@ def run(target, seconds=60, jobs=1, corpus=None, out=None, runs=None, seed=None,
         cmd.append(f"-seed={seed}")
     if jobs > 1:
         cmd.append(f"-fork={jobs}")
-    cmd += [str(work)] + ([str(seeds)] if target not in TEST_TARGETS else [])
+    else:  # one process: nobody else writes the corpus, and rereading it each second is timing-dependent
+        cmd.append("-reload=0")
+    cmd = reproducible(cmd + [str(work)] + ([str(seeds)] if target not in TEST_TARGETS else []))
     env = dict(os.environ, VMFRAG_FINDINGS_DIR=str(ladder), VMFRAG_HUNT_PROGRESS="1",
                VMFRAG_HUNT_FEATURES="1" if features else "0")
     options = {"target": target, "seconds": seconds, "jobs": jobs, "runs": runs, "seed": seed, "features": features,

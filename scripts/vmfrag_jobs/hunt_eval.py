@@ -39,7 +39,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import bootstrap, build, fuzz_records, paths
+from . import bootstrap, build, fuzz_job, fuzz_records, paths
 from .arguments import bounded_float, bounded_int
 from .results import provenance as provenance_module
 from .results.writing import RunManifest, write_result
@@ -74,12 +74,12 @@ def run_trial(arm, trial, seed, cpu_seconds, workdir, threshold, max_len=1536, s
     else:
         corpus.mkdir(exist_ok=True)
         cmd = [str(bdir / "fuzz" / "fuzz_frag_hunt"), f"-seed={seed}", f"-max_len={max_len}",
-               f"-max_total_time={cpu_seconds * 20 + 10}", "-print_final_stats=1",
+               f"-max_total_time={cpu_seconds * 20 + 10}", "-print_final_stats=1", "-reload=0",
                f"-dict={paths.REPO / 'corpus' / 'frag_hunt.dict'}", f"-artifact_prefix={workdir}/", str(corpus)]
         if seed_corpus:
             cmd.append(str(paths.REPO / "corpus" / "frag_hunt"))
     # prlimit(1) execs the command with RLIMIT_CPU set (no preexec_fn: trials run from threads).
-    limited = ["prlimit", f"--cpu={cpu_seconds}:{cpu_seconds + 2}", *cmd]
+    limited = ["prlimit", f"--cpu={cpu_seconds}:{cpu_seconds + 2}", *fuzz_job.reproducible(cmd)]
     r = subprocess.run(limited, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                        timeout=cpu_seconds * 40 + 60)
     (workdir / "log.txt").write_text(r.stdout)
