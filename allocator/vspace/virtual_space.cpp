@@ -100,7 +100,15 @@ Allocation VirtualSpace::vmalloc(std::uint64_t size, std::uint64_t align) {
 
 Allocation VirtualSpace::vmalloc_locked(std::uint64_t size, std::uint64_t align) {
   mutex_.assert_held();
-  const Allocation a = allocate_locked(size, align, 0, config_.region_bytes);
+  const Allocation a = allocate_locked(size, align, 0, config_.region_bytes, AreaPayload{}, nullptr);
+  assert_full_locked("vmalloc");
+  return a;
+}
+
+Allocation VirtualSpace::vmalloc_locked(std::uint64_t size, std::uint64_t align, const AreaPayload& payload,
+                                        AreaPayload** stored) {
+  mutex_.assert_held();
+  const Allocation a = allocate_locked(size, align, 0, config_.region_bytes, payload, stored);
   assert_full_locked("vmalloc");
   return a;
 }
@@ -109,7 +117,7 @@ Allocation VirtualSpace::vmalloc_range(std::uint64_t size, std::uint64_t align, 
   std::lock_guard lock(mutex_);
   if (lo % kPage != 0 || hi % kPage != 0 || lo >= hi || hi > config_.region_bytes)
     return Allocation{nullptr, 0, FailureKind::kInvalidArgument};
-  const Allocation a = allocate_locked(size, align, lo, hi);
+  const Allocation a = allocate_locked(size, align, lo, hi, AreaPayload{}, nullptr);
   assert_full_locked("vmalloc_range");
   return a;
 }
@@ -128,7 +136,8 @@ Allocation VirtualSpace::vmalloc_range(std::uint64_t size, std::uint64_t align, 
  * one more search. Without lazily-held areas the retry could not change the answer, so it is
  * skipped.
  */
-Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi) {
+Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi,
+                                         const AreaPayload& payload, AreaPayload** stored) {
   const std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
   if (size == 0 || !is_pow2(align) || align < kPage || size > max - (kPage - 1))
     return Allocation{nullptr, 0, FailureKind::kInvalidArgument};
@@ -154,7 +163,8 @@ Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align
   // geometrically ahead of the areas, so that every later vfree appends to it without allocating.
   if (lazy_offsets_.capacity() < areas_.size() + 1)
     lazy_offsets_.reserve(std::max<std::size_t>(areas_.size() + 1, 2 * lazy_offsets_.capacity()));
-  areas_.emplace(*fit, AreaRecord{need, 0});
+  AreaRecord& record = areas_.try_emplace(*fit, AreaRecord{payload, need, 0}).first->second;
+  if (stored != nullptr) *stored = &record.payload;
   free_.remove(*fit, need);
   live_reserved_bytes_ += need;
   live_bytes_ += rounded;
@@ -190,14 +200,43 @@ FreeStatus VirtualSpace::free_locked(std::uint64_t offset, bool in_region) {
     return FreeStatus::kOutsideRegion;
   }
   FreeStatus status = FreeStatus::kOk;
-  const auto it = take_live_locked(offset, &status);
-  if (it == areas_.end()) return status;
-  it->second.lazy = 1;
+  AreaRecord* const record = take_live_locked(offset, &status);
+  if (record == nullptr) return status;
+  hold_lazily_locked(offset, *record);
+  return FreeStatus::kOk;
+}
+
+void VirtualSpace::hold_lazily_locked(std::uint64_t offset, AreaRecord& record) {
+  record.lazy = 1;
   lazy_offsets_.push_back(offset);  // within the capacity reserved by the allocation: no allocation
-  lazy_bytes_ += it->second.bytes;
+  lazy_bytes_ += record.bytes;
   // "Exceeds", strictly: a threshold of 0 therefore purges after every free (eager).
   if (lazy_bytes_ / kPage > config_.lazy_threshold_pages) purge_lazy_locked();
-  return FreeStatus::kOk;
+}
+
+AreaPayload* VirtualSpace::live_area_locked(std::uint64_t offset) {
+  mutex_.assert_held();
+  const auto it = areas_.find(offset);
+  return it == areas_.end() || it->second.lazy ? nullptr : &it->second.payload;
+}
+
+const AreaPayload* VirtualSpace::live_area_locked(std::uint64_t offset) const {
+  mutex_.assert_held();
+  const auto it = areas_.find(offset);
+  return it == areas_.end() || it->second.lazy ? nullptr : &it->second.payload;
+}
+
+// The payload is the record's first member (static_assert in the header), so the pointer the
+// owner got back is the record's: the free needs no second lookup. With -Dchecks=full the index is
+// asked anyway, to catch an owner that kept a pointer across a placing call.
+void VirtualSpace::vfree_found_locked(std::uint64_t offset, AreaPayload* payload) {
+  mutex_.assert_held();
+  auto* const record = reinterpret_cast<AreaRecord*>(payload);
+  VMF_ASSERT_FULL(live_area_locked(offset) == payload, "vfree_found: 0x%" PRIx64 " is not the live area found there",
+                  offset);
+  forget_live_locked(*record);
+  hold_lazily_locked(offset, *record);
+  assert_full_locked("vfree_found");
 }
 
 FreeStatus VirtualSpace::release_unused(std::uint64_t offset) {
@@ -212,25 +251,29 @@ FreeStatus VirtualSpace::release_unused_locked(std::uint64_t offset) {
     return FreeStatus::kOutsideRegion;
   }
   FreeStatus status = FreeStatus::kOk;
-  const auto it = take_live_locked(offset, &status);
-  if (it == areas_.end()) return status;
-  const std::uint64_t bytes = it->second.bytes;
-  areas_.erase(it);
+  const AreaRecord* const record = take_live_locked(offset, &status);
+  if (record == nullptr) return status;
+  const std::uint64_t bytes = record->bytes;
+  areas_.erase(offset);
   free_.insert(offset, bytes);
   assert_full_locked("release_unused");
   return FreeStatus::kOk;
 }
 
-VirtualSpace::AreaIndex::iterator VirtualSpace::take_live_locked(std::uint64_t offset, FreeStatus* status) {
+VirtualSpace::AreaRecord* VirtualSpace::take_live_locked(std::uint64_t offset, FreeStatus* status) {
   const auto it = areas_.find(offset);
   if (it == areas_.end() || it->second.lazy) {
     *status = it == areas_.end() ? classify_misuse_locked(offset) : FreeStatus::kAlreadyFreed;
     report_misuse_locked(*status, offset);
-    return areas_.end();
+    return nullptr;
   }
-  live_reserved_bytes_ -= it->second.bytes;
-  live_bytes_ -= it->second.bytes - guard_bytes();
-  return it;
+  forget_live_locked(it->second);
+  return &it->second;
+}
+
+void VirtualSpace::forget_live_locked(const AreaRecord& record) {
+  live_reserved_bytes_ -= record.bytes;
+  live_bytes_ -= record.bytes - guard_bytes();
 }
 
 /*
