@@ -149,23 +149,30 @@ Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align
   // ahead, purges and frees never allocate (they must work at the process's mapping limit).
   // Throws std::bad_alloc here, before anything changed.
   free_.reserve_nodes(areas_.size() + 2);
-  std::optional<std::uint64_t> fit = free_.find_lowest_fit(need, align, lo, hi);
+  // The fit is found and carved out of its extent in one search (take_lowest_fit).
+  std::optional<std::uint64_t> fit = free_.take_lowest_fit(need, align, lo, hi);
   if (!fit && !lazy_offsets_.empty()) {
     purge_lazy_locked();
-    fit = free_.find_lowest_fit(need, align, lo, hi);
+    fit = free_.take_lowest_fit(need, align, lo, hi);
   }
   if (!fit) {
     const std::uint64_t free_in_range = free_.free_bytes_in(lo, hi);
     return Allocation{nullptr, 0,
                       free_in_range >= need ? FailureKind::kVirtualFragmentation : FailureKind::kNoVirtualSpace};
   }
-  // Both may throw std::bad_alloc: then only the purge happened. The lazy list's capacity grows
-  // geometrically ahead of the areas, so that every later vfree appends to it without allocating.
-  if (lazy_offsets_.capacity() < areas_.size() + 1)
-    lazy_offsets_.reserve(std::max<std::size_t>(areas_.size() + 1, 2 * lazy_offsets_.capacity()));
-  AreaRecord& record = areas_.try_emplace(*fit, AreaRecord{payload, need, 0}).first->second;
-  if (stored != nullptr) *stored = &record.payload;
-  free_.remove(*fit, need);
+  // Both may throw std::bad_alloc: then the range goes back to free space (coalescing restores
+  // the very extents it was cut from, without allocating: the pool holds a node for every case)
+  // and only the purge happened. The lazy list's capacity grows geometrically ahead of the
+  // areas, so that every later vfree appends to it without allocating.
+  try {
+    if (lazy_offsets_.capacity() < areas_.size() + 1)
+      lazy_offsets_.reserve(std::max<std::size_t>(areas_.size() + 1, 2 * lazy_offsets_.capacity()));
+    AreaRecord& record = areas_.try_emplace(*fit, AreaRecord{payload, need, 0}).first->second;
+    if (stored != nullptr) *stored = &record.payload;
+  } catch (const std::bad_alloc&) {
+    free_.insert(*fit, need);
+    throw;
+  }
   live_reserved_bytes_ += need;
   live_bytes_ += rounded;
   return Allocation{static_cast<char*>(base_) + *fit, *fit, FailureKind::kNone};
