@@ -206,8 +206,9 @@ VmallocResult Vmalloc::new_area(std::unique_lock<Mutex>& lock, AreaKind kind, st
   // The area's record is placed with the range: Vmalloc's part (Area) rides in the address space's
   // record, so backing none costs one hash insert here and one lookup in vfree.
   const bool mapped_later = config_.backing != BackingMode::kNone;
+  const Area fresh{size, nullptr, 0, kind, mapped_later ? AreaState::kMapping : AreaState::kLive};
   AreaPayload payload;
-  payload.as<Area>() = Area{size, nullptr, 0, kind, mapped_later ? AreaState::kMapping : AreaState::kLive};
+  payload.as<Area>() = fresh;
   AreaPayload* record = nullptr;
   Allocation va;
   try {
@@ -216,7 +217,7 @@ VmallocResult Vmalloc::new_area(std::unique_lock<Mutex>& lock, AreaKind kind, st
     return VmallocResult{nullptr, FailureKind::kOsError, ENOMEM};
   }
   if (!va.ok()) return VmallocResult{nullptr, va.failure, 0};
-  const std::uint64_t pages = area_of(record).pages();
+  const std::uint64_t pages = fresh.pages();  // not read back from the record: its line may still be on its way
   // Backing none is the address space alone: vmalloc areas take no pages (vmap's are the caller's).
   const bool owns_pages =
       (kind == AreaKind::kVmalloc || kind == AreaKind::kHuge) && config_.backing != BackingMode::kNone;

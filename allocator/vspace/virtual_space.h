@@ -239,8 +239,7 @@ class VirtualSpace {
   template <class F>
   void for_each_live_area_locked(F&& f) const {
     mutex_.assert_held();
-    for (const auto& [offset, record] : areas_)
-      if (!record.lazy) f(offset, record.payload);
+    for (const auto& [offset, record] : areas_) f(offset, record.payload);
   }
 
   [[nodiscard]] void* base() const { return base_; }
@@ -249,32 +248,39 @@ class VirtualSpace {
   [[nodiscard]] const VirtualSpaceConfig& config() const { return config_; }
 
  private:
-  // The one record of an area the space handed out, live or lazily held, for the whole stack: the
-  // owner's payload, the area's need (page-rounded size plus guard, a page multiple, so 63 bits hold
-  // it) and whether vfree has returned it. The payload comes first, so a pointer to it is a pointer
-  // to the record (vfree_found_locked). 32 bytes; 40 with its key in the index.
+  // The one record of a live area, for the whole stack: the owner's payload and the area's need
+  // (page-rounded size plus guard, a page multiple). The payload comes first, so a pointer to it
+  // is a pointer to the record (vfree_found_locked). 32 bytes; 40 with its key in the index.
   struct AreaRecord {
     AreaPayload payload;
-    std::uint64_t bytes : 63;
-    std::uint64_t lazy : 1;
+    std::uint64_t bytes;
   };
   static_assert(std::is_standard_layout_v<AreaRecord> && offsetof(AreaRecord, payload) == 0);
-  // Offset -> record for every live and lazily-held area. A flat hash map: a vfree finds its area
-  // with about one cache miss, where an ordered node-based map missed once per tree level. The
-  // order that misuse classification needs comes from the free tree (classify_misuse_locked).
+  // Offset -> record for every live area. A flat hash map: a vfree finds its area with about one
+  // cache miss, where an ordered node-based map missed once per tree level. The order that misuse
+  // classification needs comes from the free tree (classify_misuse_locked).
   using AreaIndex = absl::flat_hash_map<std::uint64_t, AreaRecord>;
+  // A lazily-held area: out of the index (vfree erased its record) and in the lazy list only, so
+  // a purge touches no hash-map slot, as the kernel's purge list holds vmap areas off its busy tree.
+  struct LazyArea {
+    std::uint64_t offset;
+    std::uint64_t bytes;
+    friend auto operator<=>(const LazyArea&, const LazyArea&) = default;
+  };
 
   VirtualSpace(const VirtualSpaceConfig& config, void* base, std::uint64_t base_align, Mutex* lock);
   // `stored`: as vmalloc_locked's.
   Allocation allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi,
                              const AreaPayload& payload, AreaPayload** stored);
   FreeStatus free_locked(std::uint64_t offset, bool in_region);
-  // vfree of a live record found at offset: it becomes lazily held, then the threshold's purge.
-  void hold_lazily_locked(std::uint64_t offset, AreaRecord& record);
-  FreeStatus classify_misuse_locked(std::uint64_t offset) const;
-  // The live (not lazy) area at offset, with the live counters already reduced by it; on misuse
-  // reports it, sets *status and returns nullptr. Allocates nothing.
-  AreaRecord* take_live_locked(std::uint64_t offset, FreeStatus* status);
+  // vfree of the live area at `it`: its record leaves the index, the area the lazy list; then the
+  // threshold's purge. Allocates nothing.
+  void hold_lazily_locked(AreaIndex::iterator it);
+  // Sorts the lazy list in place (its order matters to nothing: purge sorts it too) and classifies.
+  FreeStatus classify_misuse_locked(std::uint64_t offset);
+  // The live area at offset, with the live counters already reduced by it; on misuse reports it,
+  // sets *status and returns areas_.end(). Allocates nothing.
+  AreaIndex::iterator take_live_locked(std::uint64_t offset, FreeStatus* status);
   void forget_live_locked(const AreaRecord& record);  // the live counters, reduced by record
   void purge_lazy_locked();
   [[nodiscard]] std::vector<MapEntry> address_map_locked() const;
@@ -295,9 +301,9 @@ class VirtualSpace {
   Mutex& mutex_;      // own_mutex_ or the owner's
   FreeSpaceTree free_;
   AreaIndex areas_;  // live and lazily-held areas
-  // Offsets of the lazily-held areas, in vfree order. Its capacity is kept at least areas_.size()
-  // by every allocation, so a vfree appends without allocating.
-  std::vector<std::uint64_t> lazy_offsets_;
+  // The lazily-held areas, in vfree order (or sorted, after a misuse). Its capacity is kept at
+  // least areas_.size() + its size by every allocation, so a vfree appends without allocating.
+  std::vector<LazyArea> lazy_;
   std::uint64_t lazy_bytes_ = 0;
   std::uint64_t live_bytes_ = 0;
   std::uint64_t live_reserved_bytes_ = 0;
