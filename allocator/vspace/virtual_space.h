@@ -233,7 +233,8 @@ class VirtualSpace {
   [[nodiscard]] AreaPayload* live_area_locked(std::uint64_t offset);
   [[nodiscard]] const AreaPayload* live_area_locked(std::uint64_t offset) const;
   // vfree_offset_locked of the live area at offset whose payload live_area_locked (or
-  // vmalloc_locked) returned, with no placing call since: the same effect without a second lookup.
+  // vmalloc_locked) returned, with no placing call since: the same effect, its one more lookup on
+  // the slot the first one brought into the cache (aborts if payload is not that area's).
   void vfree_found_locked(std::uint64_t offset, AreaPayload* payload);
   // Calls f(offset, payload) for every live area, in no particular order. O(n).
   template <class F>
@@ -249,13 +250,11 @@ class VirtualSpace {
 
  private:
   // The one record of a live area, for the whole stack: the owner's payload and the area's need
-  // (page-rounded size plus guard, a page multiple). The payload comes first, so a pointer to it
-  // is a pointer to the record (vfree_found_locked). 32 bytes; 40 with its key in the index.
+  // (page-rounded size plus guard, a page multiple). 32 bytes; 40 with its key in the index.
   struct AreaRecord {
     AreaPayload payload;
     std::uint64_t bytes;
   };
-  static_assert(std::is_standard_layout_v<AreaRecord> && offsetof(AreaRecord, payload) == 0);
   // Offset -> record for every live area. A flat hash map: a vfree finds its area with about one
   // cache miss, where an ordered node-based map missed once per tree level. The order that misuse
   // classification needs comes from the free tree (classify_misuse_locked).
