@@ -295,9 +295,14 @@ void FreeSpaceTree::remove(uint64_t start, uint64_t size) {
             "remove [%" PRIu64 ", +%" PRIu64 ") overflows uint64", start, size);
   const uint64_t end = start + size;
   Node* n = last_starting_at_or_before(start);
-  VMF_CHECK(n != nullptr && n->end() >= end,
+  VMF_CHECK(n != nullptr && n->start <= start && n->end() >= end,
             "remove [%" PRIu64 ", %" PRIu64 ") is not inside one free extent", start, end);
+  carve(n, start, size);
+}
 
+// remove's cut, in the extent n that holds [start, start+size) (the caller found it).
+void FreeSpaceTree::carve(Node* n, uint64_t start, uint64_t size) {
+  const uint64_t end = start + size;
   const uint64_t extent_end = n->end();
   const bool at_left_edge = n->start == start;
   const bool at_right_edge = extent_end == end;
@@ -312,6 +317,15 @@ void FreeSpaceTree::remove(uint64_t start, uint64_t size) {
     link_new_extent(allocate_node(end, extent_end - end), n, AddressTreap::next_in_order(n));
   }
   VMF_ASSERT_FULL(validate().empty(), "after remove [%" PRIu64 ", +%" PRIu64 "): %s", start, size, validate().c_str());
+}
+
+// find_lowest_fit's answer carved out of the extent the search stopped at: the node is already in
+// hand, so remove's descent to find it again is saved.
+std::optional<uint64_t> FreeSpaceTree::take_lowest_fit(uint64_t size, uint64_t align, uint64_t lo, uint64_t hi) {
+  const Fit fit = lowest_fit(size, align, lo, hi);
+  if (fit.extent == nullptr) return std::nullopt;
+  carve(fit.extent, fit.start, size);
+  return fit.start;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -338,11 +352,17 @@ void FreeSpaceTree::remove(uint64_t start, uint64_t size) {
 // on the single search path toward lo (and back from hi) for extents outside the range.
 std::optional<uint64_t> FreeSpaceTree::find_lowest_fit(uint64_t size, uint64_t align, uint64_t lo,
                                                        uint64_t hi) const {
+  const Fit fit = lowest_fit(size, align, lo, hi);
+  if (fit.extent == nullptr) return std::nullopt;
+  return fit.start;
+}
+
+FreeSpaceTree::Fit FreeSpaceTree::lowest_fit(uint64_t size, uint64_t align, uint64_t lo, uint64_t hi) const {
   VMF_CHECK(size > 0, "find_lowest_fit of size 0");
   VMF_CHECK(std::has_single_bit(align), "find_lowest_fit alignment %" PRIu64 " is not a power of two", align);
-  if (lo >= hi || hi - lo < size) return std::nullopt;
-  const Node* n = by_address_.root();
-  if (n == nullptr || n->subtree_max_size < size) return std::nullopt;
+  if (lo >= hi || hi - lo < size) return {};
+  Node* n = by_address_.root();
+  if (n == nullptr || n->subtree_max_size < size) return {};
 
   const uint64_t align_mask = align - 1;
   const uint64_t last_start = hi - size;  // highest s that keeps s + size <= hi
@@ -369,7 +389,7 @@ std::optional<uint64_t> FreeSpaceTree::find_lowest_fit(uint64_t size, uint64_t a
     if (descend_left) {
       while (left_may_fit(n)) n = n->by_address.left;
     }
-    if (std::optional<uint64_t> s = fit_in(n)) return s;
+    if (std::optional<uint64_t> s = fit_in(n)) return Fit{n, *s};
     if (right_may_fit(n)) {
       n = n->by_address.right;
       descend_left = true;
@@ -381,7 +401,7 @@ std::optional<uint64_t> FreeSpaceTree::find_lowest_fit(uint64_t size, uint64_t a
     do {
       child = n;
       n = n->by_address.parent;
-      if (n == nullptr) return std::nullopt;
+      if (n == nullptr) return {};
     } while (n->by_address.left != child);
     descend_left = false;
   }

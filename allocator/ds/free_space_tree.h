@@ -140,6 +140,11 @@ class FreeSpaceTree {
   [[nodiscard]] std::optional<uint64_t> find_lowest_fit(uint64_t size, uint64_t align, uint64_t lo,
                                                         uint64_t hi) const;
 
+  // find_lowest_fit, then remove of the answer, in one search: the extent the search found is cut
+  // without a second descent to it. nullopt (nothing changed) when find_lowest_fit finds nothing.
+  // Same preconditions and cost as the two calls; allocates only as remove does.
+  [[nodiscard]] std::optional<uint64_t> take_lowest_fit(uint64_t size, uint64_t align, uint64_t lo, uint64_t hi);
+
   // Removes [start, start+size), which must lie inside a single free extent. Handles the four fit
   // types: whole extent, left edge, right edge, middle (which splits the extent in two).
   // Preconditions (VMF_CHECK, always on): size > 0, no overflow, range inside one free extent.
@@ -206,6 +211,12 @@ class FreeSpaceTree {
     Node* at_or_after = nullptr;  // lowest extent starting at or after it
   };
   [[nodiscard]] Split split_at(uint64_t addr) const;
+  struct Fit {
+    Node* extent = nullptr;  // the extent holding the fit; null when there is none
+    uint64_t start = 0;
+  };
+  [[nodiscard]] Fit lowest_fit(uint64_t size, uint64_t align, uint64_t lo, uint64_t hi) const;
+  void carve(Node* n, uint64_t start, uint64_t size);
   [[nodiscard]] Node* first_starting_at_or_after(uint64_t addr) const;
   [[nodiscard]] Node* last_starting_at_or_before(uint64_t addr) const;
   [[nodiscard]] Node* lowest() const;

@@ -304,7 +304,7 @@ bool BuddyAllocator::allocate_pages(std::uint64_t count, std::vector<std::uint64
 // is). Every page must be an allocated order-0 page, as free_block(pfn, 0) requires; if one is
 // not, that block's pages go through free_block one by one, which aborts at the bad page with the
 // message a page-by-page free would give, in the same state.
-void BuddyAllocator::free_pages(const std::vector<std::uint64_t>& pfns) {
+void BuddyAllocator::free_pages(std::span<const std::uint64_t> pfns) {
   const std::size_t n = pfns.size();
   std::size_t i = 0;
   while (i < n) {

@@ -28,6 +28,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -140,7 +141,8 @@ class BuddyAllocator {
   // preconditions per pfn, checked as each is freed. Runs of consecutive pfns that cover aligned
   // blocks are freed block by block, with the same result. Cost: O(k + b * kMaxOrder * log64 N)
   // for b such blocks and single pages.
-  void free_pages(const std::vector<std::uint64_t>& pfns);
+  void free_pages(std::span<const std::uint64_t> pfns);
+  void free_pages(const std::vector<std::uint64_t>& pfns) { free_pages(std::span<const std::uint64_t>(pfns)); }
 
   [[nodiscard]] std::uint64_t page_count() const { return page_count_; }       // O(1)
   [[nodiscard]] std::uint64_t free_page_count() const { return free_pages_; }  // O(1)

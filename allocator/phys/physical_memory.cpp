@@ -124,7 +124,7 @@ void PhysicalMemory::free_pages(const std::vector<std::uint64_t>& pfns) {
   free_pages_locked(pfns);
 }
 
-void PhysicalMemory::free_pages_locked(const std::vector<std::uint64_t>& pfns) {
+void PhysicalMemory::free_pages_locked(std::span<const std::uint64_t> pfns) {
   mutex_.assert_held();
   buddy_.free_pages(pfns);
 }

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -146,7 +147,7 @@ class PhysicalMemory {
   void free_block_locked(std::uint64_t pfn, unsigned order);
   [[nodiscard]] FailureKind alloc_pages_locked(std::uint64_t count, std::vector<std::uint64_t>& pfns,
                                                unsigned max_order, unsigned min_order = 0);
-  void free_pages_locked(const std::vector<std::uint64_t>& pfns);
+  void free_pages_locked(std::span<const std::uint64_t> pfns);
   [[nodiscard]] BuddyStats stats_locked() const;
 
  private:

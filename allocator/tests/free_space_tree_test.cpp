@@ -690,5 +690,46 @@ TEST(FreeSpaceTree, RandomisedAgainstBruteForceModel) {
   }
 }
 
+// take_lowest_fit is find_lowest_fit then remove of its answer: two trees driven alike, one each
+// way, through random requests (sizes, alignments, sub-ranges; some never fit) and frees, keep the
+// same answers and the same extents. Covers all four cut shapes and the no-fit case.
+TEST(FreeSpaceTree, TakeLowestFitIsFindThenRemove) {
+  constexpr uint64_t kRegion = 1024 * K;
+  FreeSpaceTree taken, found;
+  taken.insert(0, kRegion);
+  found.insert(0, kRegion);
+  TestRng rng{20261201};
+  std::vector<std::pair<uint64_t, uint64_t>> live;
+  uint64_t fits = 0, misses = 0;
+  for (int op = 0; op < 4000; ++op) {
+    if (!live.empty() && rng.one_in(2)) {
+      const size_t j = rng.below(live.size());
+      taken.insert(live[j].first, live[j].second);
+      found.insert(live[j].first, live[j].second);
+      live[j] = live.back();
+      live.pop_back();
+    } else {
+      const uint64_t size = (1 + rng.below(24)) * K;
+      const uint64_t align = K << rng.below(4);
+      const uint64_t lo = rng.one_in(4) ? rng.below(kRegion / K) * K : 0;
+      const uint64_t hi = rng.one_in(4) ? lo + (1 + rng.below((kRegion - lo) / K)) * K : kRegion;
+      const std::optional<uint64_t> t = taken.take_lowest_fit(size, align, lo, hi);
+      const std::optional<uint64_t> f = found.find_lowest_fit(size, align, lo, hi);
+      ASSERT_EQ(t, f) << "op " << op;
+      if (f) {
+        found.remove(*f, size);
+        live.emplace_back(*f, size);
+        ++fits;
+      } else {
+        ++misses;
+      }
+    }
+    ASSERT_EQ(extents_of(taken), extents_of(found)) << "op " << op;
+    ASSERT_EQ(taken.validate(), "") << "op " << op;
+  }
+  EXPECT_GT(fits, 500u);
+  EXPECT_GT(misses, 10u);
+}
+
 }  // namespace
 }  // namespace vmfrag

@@ -33,10 +33,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
-
-#include <absl/container/flat_hash_map.h>
 
 #include "allocator/core/failure.h"
 #include "allocator/core/mutex.h"
@@ -204,13 +203,21 @@ class Vmalloc {
     std::vector<std::uint64_t> pfns;
     std::uint64_t mappings;
   };
+  // Vmalloc's part of an area's one record: it lives in the address space's record of the area
+  // (AreaPayload), so a vfree finds both with one hash lookup. 24 bytes.
   struct Area {
+    std::uint64_t size;      // bytes new_area was asked for (huge: rounded up to 2 MiB)
+    std::uint64_t* pfns;     // pages() pfns (new[], owned) where the area has pages, else nullptr
+    std::uint32_t mappings;  // VMAs accounted to it: at most pages + 1, pages < 2^28 (1 TiB of RAM)
     AreaKind kind;
-    std::uint64_t size;                // requested bytes
-    std::uint64_t pages;               // mapped pages (round_up(size)/page)
-    std::vector<std::uint64_t> pfns;   // one per page
-    std::uint64_t mappings;            // VMAs accounted to it
     AreaState state;
+    // Mapped pages: round_up(size)/page; 0 for a vmap block (its pages are its allocations').
+    [[nodiscard]] std::uint64_t pages() const {
+      return kind == AreaKind::kVmapBlock ? 0 : (size + kVirtualPageSize - 1) / kVirtualPageSize;
+    }
+    [[nodiscard]] std::span<const std::uint64_t> pfn_span() const {
+      return {pfns, pfns == nullptr ? 0 : pages()};
+    }
   };
 
   Vmalloc(const VmallocConfig& config, std::unique_ptr<Mutex> lock, std::unique_ptr<VirtualSpace> space,
@@ -227,13 +234,21 @@ class Vmalloc {
   static void on_purge(void* self, std::uint64_t offset, std::uint64_t bytes);
   void restore_reservation(void* addr, std::uint64_t bytes);
   ReleaseStatus release_area(const void* addr, AreaKind wanted, const char* fn);
-  // Area offset -> area. A flat hash map: vfree finds its area with about one cache miss (an
-  // ordered map missed once per level, 40 % of a vmalloc+vfree pair at 100k live areas).
-  using AreaIndex = absl::flat_hash_map<std::uint64_t, Area>;
-  // The kLive area at offset, or areas_.end().
-  AreaIndex::iterator live_area_locked(std::uint64_t offset);
+  // The record of the area at offset (any AreaState), or nullptr: the address space's record,
+  // whose payload is Vmalloc's Area (area_of), found with the one hash lookup of the stack. Valid
+  // until the next call that places an area.
+  [[nodiscard]] AreaPayload* area_locked(std::uint64_t offset) { return space_->live_area_locked(offset); }
+  [[nodiscard]] const AreaPayload* area_locked(std::uint64_t offset) const { return space_->live_area_locked(offset); }
+  static Area& area_of(AreaPayload* record) { return record->as<Area>(); }
+  static const Area& area_of(const AreaPayload* record) { return record->as<Area>(); }
+  // The kLive area at offset, or nullptr.
+  [[nodiscard]] AreaPayload* live_area_locked(std::uint64_t offset);
   // Held on entry and on return; released while the area is unmapped.
-  ReleaseStatus release_area(std::unique_lock<Mutex>& lock, AreaIndex::iterator it, const char* fn);
+  ReleaseStatus release_area(std::unique_lock<Mutex>& lock, std::uint64_t offset, AreaPayload* record,
+                             const char* fn);
+  // The space's area at offset goes straight back to free space, its pfns array freed (new_area's
+  // undo: nothing was ever mapped there).
+  void abandon_area_locked(std::uint64_t offset);
   void release_block_locked(std::uint64_t block_offset);
   ReleaseStatus misuse_locked(ReleaseStatus status, const char* fn, const void* addr);
   [[nodiscard]] std::uint64_t map_limit() const;
@@ -251,7 +266,7 @@ class Vmalloc {
   std::unique_ptr<VirtualSpace> space_;
   std::unique_ptr<PhysicalMemory> phys_;
 
-  AreaIndex areas_;
+  // The areas themselves are in space_'s index (Area in each record's AreaPayload).
   std::uint64_t max_area_pfns_ = 0;            // the most pfns any area has had (vmalloc_to_pfn)
   std::map<std::uint64_t, unsigned> kmalloc_;  // first pfn -> order
   VmapBlockAllocator vmap_blocks_;

@@ -100,7 +100,15 @@ Allocation VirtualSpace::vmalloc(std::uint64_t size, std::uint64_t align) {
 
 Allocation VirtualSpace::vmalloc_locked(std::uint64_t size, std::uint64_t align) {
   mutex_.assert_held();
-  const Allocation a = allocate_locked(size, align, 0, config_.region_bytes);
+  const Allocation a = allocate_locked(size, align, 0, config_.region_bytes, AreaPayload{}, nullptr);
+  assert_full_locked("vmalloc");
+  return a;
+}
+
+Allocation VirtualSpace::vmalloc_locked(std::uint64_t size, std::uint64_t align, const AreaPayload& payload,
+                                        AreaPayload** stored) {
+  mutex_.assert_held();
+  const Allocation a = allocate_locked(size, align, 0, config_.region_bytes, payload, stored);
   assert_full_locked("vmalloc");
   return a;
 }
@@ -109,7 +117,7 @@ Allocation VirtualSpace::vmalloc_range(std::uint64_t size, std::uint64_t align, 
   std::lock_guard lock(mutex_);
   if (lo % kPage != 0 || hi % kPage != 0 || lo >= hi || hi > config_.region_bytes)
     return Allocation{nullptr, 0, FailureKind::kInvalidArgument};
-  const Allocation a = allocate_locked(size, align, lo, hi);
+  const Allocation a = allocate_locked(size, align, lo, hi, AreaPayload{}, nullptr);
   assert_full_locked("vmalloc_range");
   return a;
 }
@@ -128,7 +136,8 @@ Allocation VirtualSpace::vmalloc_range(std::uint64_t size, std::uint64_t align, 
  * one more search. Without lazily-held areas the retry could not change the answer, so it is
  * skipped.
  */
-Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi) {
+Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi,
+                                         const AreaPayload& payload, AreaPayload** stored) {
   const std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
   if (size == 0 || !is_pow2(align) || align < kPage || size > max - (kPage - 1))
     return Allocation{nullptr, 0, FailureKind::kInvalidArgument};
@@ -139,23 +148,31 @@ Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align
   // Free extents never outnumber the areas between them plus one, so with the pool kept this far
   // ahead, purges and frees never allocate (they must work at the process's mapping limit).
   // Throws std::bad_alloc here, before anything changed.
-  free_.reserve_nodes(areas_.size() + 2);
-  std::optional<std::uint64_t> fit = free_.find_lowest_fit(need, align, lo, hi);
-  if (!fit && !lazy_offsets_.empty()) {
+  free_.reserve_nodes(areas_.size() + lazy_.size() + 2);
+  // The fit is found and carved out of its extent in one search (take_lowest_fit).
+  std::optional<std::uint64_t> fit = free_.take_lowest_fit(need, align, lo, hi);
+  if (!fit && !lazy_.empty()) {
     purge_lazy_locked();
-    fit = free_.find_lowest_fit(need, align, lo, hi);
+    fit = free_.take_lowest_fit(need, align, lo, hi);
   }
   if (!fit) {
     const std::uint64_t free_in_range = free_.free_bytes_in(lo, hi);
     return Allocation{nullptr, 0,
                       free_in_range >= need ? FailureKind::kVirtualFragmentation : FailureKind::kNoVirtualSpace};
   }
-  // Both may throw std::bad_alloc: then only the purge happened. The lazy list's capacity grows
-  // geometrically ahead of the areas, so that every later vfree appends to it without allocating.
-  if (lazy_offsets_.capacity() < areas_.size() + 1)
-    lazy_offsets_.reserve(std::max<std::size_t>(areas_.size() + 1, 2 * lazy_offsets_.capacity()));
-  areas_.emplace(*fit, AreaRecord{need, 0});
-  free_.remove(*fit, need);
+  // Both may throw std::bad_alloc: then the range goes back to free space (coalescing restores
+  // the very extents it was cut from, without allocating: the pool holds a node for every case)
+  // and only the purge happened. The lazy list's capacity grows geometrically ahead of the
+  // areas, so that every later vfree appends to it without allocating.
+  try {
+    const std::size_t areas = areas_.size() + lazy_.size() + 1;
+    if (lazy_.capacity() < areas) lazy_.reserve(std::max<std::size_t>(areas, 2 * lazy_.capacity()));
+    AreaRecord& record = areas_.try_emplace(*fit, AreaRecord{payload, need}).first->second;
+    if (stored != nullptr) *stored = &record.payload;
+  } catch (const std::bad_alloc&) {
+    free_.insert(*fit, need);
+    throw;
+  }
   live_reserved_bytes_ += need;
   live_bytes_ += rounded;
   return Allocation{static_cast<char*>(base_) + *fit, *fit, FailureKind::kNone};
@@ -192,12 +209,41 @@ FreeStatus VirtualSpace::free_locked(std::uint64_t offset, bool in_region) {
   FreeStatus status = FreeStatus::kOk;
   const auto it = take_live_locked(offset, &status);
   if (it == areas_.end()) return status;
-  it->second.lazy = 1;
-  lazy_offsets_.push_back(offset);  // within the capacity reserved by the allocation: no allocation
-  lazy_bytes_ += it->second.bytes;
+  hold_lazily_locked(it);
+  return FreeStatus::kOk;
+}
+
+void VirtualSpace::hold_lazily_locked(AreaIndex::iterator it) {
+  const LazyArea lazy{it->first, it->second.bytes};
+  areas_.erase(it);
+  lazy_.push_back(lazy);  // within the capacity reserved by the allocation: no allocation
+  lazy_bytes_ += lazy.bytes;
   // "Exceeds", strictly: a threshold of 0 therefore purges after every free (eager).
   if (lazy_bytes_ / kPage > config_.lazy_threshold_pages) purge_lazy_locked();
-  return FreeStatus::kOk;
+}
+
+AreaPayload* VirtualSpace::live_area_locked(std::uint64_t offset) {
+  mutex_.assert_held();
+  const auto it = areas_.find(offset);
+  return it == areas_.end() ? nullptr : &it->second.payload;
+}
+
+const AreaPayload* VirtualSpace::live_area_locked(std::uint64_t offset) const {
+  mutex_.assert_held();
+  const auto it = areas_.find(offset);
+  return it == areas_.end() ? nullptr : &it->second.payload;
+}
+
+// The lookup again, for the iterator that erase takes: the slot and its control bytes are the
+// ones live_area_locked has just brought into the cache, so this one does not miss.
+void VirtualSpace::vfree_found_locked(std::uint64_t offset, AreaPayload* payload) {
+  mutex_.assert_held();
+  const auto it = areas_.find(offset);
+  VMF_CHECK(it != areas_.end() && &it->second.payload == payload,
+            "vfree_found: 0x%" PRIx64 " is not the live area found there", offset);
+  forget_live_locked(it->second);
+  hold_lazily_locked(it);
+  assert_full_locked("vfree_found");
 }
 
 FreeStatus VirtualSpace::release_unused(std::uint64_t offset) {
@@ -223,36 +269,51 @@ FreeStatus VirtualSpace::release_unused_locked(std::uint64_t offset) {
 
 VirtualSpace::AreaIndex::iterator VirtualSpace::take_live_locked(std::uint64_t offset, FreeStatus* status) {
   const auto it = areas_.find(offset);
-  if (it == areas_.end() || it->second.lazy) {
-    *status = it == areas_.end() ? classify_misuse_locked(offset) : FreeStatus::kAlreadyFreed;
+  if (it == areas_.end()) {
+    *status = classify_misuse_locked(offset);
     report_misuse_locked(*status, offset);
-    return areas_.end();
+    return it;
   }
-  live_reserved_bytes_ -= it->second.bytes;
-  live_bytes_ -= it->second.bytes - guard_bytes();
+  forget_live_locked(it->second);
   return it;
 }
 
+void VirtualSpace::forget_live_locked(const AreaRecord& record) {
+  live_reserved_bytes_ -= record.bytes;
+  live_bytes_ -= record.bytes - guard_bytes();
+}
+
 /*
- * Misuse classification of an offset at which no area starts, without an ordered index of areas.
- * Free extents, live areas and lazily-held areas tile the region (check() verifies it), so the
- * runs between the free extent at or below the offset and the offset itself are areas laid end to
- * end: starting at that extent's end (or at 0), each area's record gives where the next begins.
- * The walk stops at the area containing the offset. Cost: O(log n) for the free-tree search plus
- * one hash lookup per area passed, k; only the misuse path pays it, so vfree itself needs no
- * ordered structure. The answers are those an ordered map of live areas gave: inside a live area
- * (guard or interior), otherwise not allocated — the interior of a lazily-held area included.
+ * Misuse classification of an offset at which no live area starts, without an ordered index of
+ * areas. Free extents, live areas and lazily-held areas tile the region (check() verifies it), so
+ * the runs between the free extent at or below the offset and the offset itself are areas laid
+ * end to end: starting at that extent's end (or at 0), each area's record — in the index if live,
+ * in the lazy list if lazily held — gives where the next begins. The walk stops at the area
+ * containing the offset. The lazy list is sorted in place first (nothing depends on its order; a
+ * purge sorts it anyway), so each lazy lookup is a binary search. Cost: O(l log l) for l
+ * lazily-held areas, O(log n) for the free-tree search, and one hash lookup plus one binary search
+ * per area passed, k; only the misuse path pays it, so vfree itself needs no ordered structure.
+ * The answers are those an ordered map of live and lazily-held areas gave: the start of a
+ * lazily-held area is a double free; inside a live area, guard or interior; otherwise not
+ * allocated — the interior of a lazily-held area included.
  */
-FreeStatus VirtualSpace::classify_misuse_locked(std::uint64_t offset) const {
+FreeStatus VirtualSpace::classify_misuse_locked(std::uint64_t offset) {
+  std::sort(lazy_.begin(), lazy_.end());
+  const auto lazy_at = [this](std::uint64_t start) -> const LazyArea* {
+    const auto it = std::lower_bound(lazy_.begin(), lazy_.end(), LazyArea{start, 0});
+    return it != lazy_.end() && it->offset == start ? &*it : nullptr;
+  };
+  if (lazy_at(offset) != nullptr) return FreeStatus::kAlreadyFreed;
   const std::optional<Extent> below = free_.last_extent_at_or_before(offset);
   if (below && offset < below->end()) return FreeStatus::kNotAllocated;
   std::uint64_t start = below ? below->end() : 0;
   while (start <= offset) {
     const auto it = areas_.find(start);
-    if (it == areas_.end()) break;  // a free extent starts here: the offset is not in an area
-    const std::uint64_t end = start + it->second.bytes;
+    const LazyArea* const lazy = it == areas_.end() ? lazy_at(start) : nullptr;
+    if (it == areas_.end() && lazy == nullptr) break;  // a free extent starts here: not in an area
+    const std::uint64_t end = start + (lazy != nullptr ? lazy->bytes : it->second.bytes);
     if (offset < end) {
-      if (it->second.lazy) return FreeStatus::kNotAllocated;
+      if (lazy != nullptr) return FreeStatus::kNotAllocated;
       return offset >= end - guard_bytes() ? FreeStatus::kInGuard : FreeStatus::kInterior;
     }
     start = end;
@@ -296,15 +357,12 @@ void VirtualSpace::set_purge_observer(PurgeObserver observer, void* context) {
 // Sorting first keeps the observer's calls (the OS calls of the layer above) in address order, as
 // they were when lazily-held areas lived in an ordered map; std::sort works in place.
 void VirtualSpace::purge_lazy_locked() {
-  std::sort(lazy_offsets_.begin(), lazy_offsets_.end());
-  for (const std::uint64_t offset : lazy_offsets_) {
-    const auto it = areas_.find(offset);
-    const std::uint64_t bytes = it->second.bytes;
-    areas_.erase(it);
+  std::sort(lazy_.begin(), lazy_.end());
+  for (const auto& [offset, bytes] : lazy_) {
     if (purge_observer_ != nullptr) purge_observer_(purge_context_, offset, bytes);
     free_.insert(offset, bytes);
   }
-  lazy_offsets_.clear();
+  lazy_.clear();
   lazy_bytes_ = 0;
   ++purges_;
 }
@@ -322,10 +380,10 @@ VirtualSpaceStats VirtualSpace::stats_locked() const {
   s.largest_free_bytes = free_.largest();
   s.free_extents = free_.extent_count();
   s.lazy_bytes = lazy_bytes_;
-  s.lazy_areas = lazy_offsets_.size();
+  s.lazy_areas = lazy_.size();
   s.live_bytes = live_bytes_;
   s.live_reserved_bytes = live_reserved_bytes_;
-  s.live_areas = areas_.size() - lazy_offsets_.size();
+  s.live_areas = areas_.size();
   s.purges = purges_;
   s.misuse_count = misuse_count_;
   return s;
@@ -364,11 +422,12 @@ std::vector<MapEntry> VirtualSpace::address_map() const {
 
 std::vector<MapEntry> VirtualSpace::address_map_locked() const {
   std::vector<MapEntry> map;
-  map.reserve(free_.extent_count() + areas_.size());
+  map.reserve(free_.extent_count() + areas_.size() + lazy_.size());
   free_.for_each([&](const Extent& e) { map.push_back(MapEntry{e.start, e.size, 0, MapEntry::State::kFree}); });
   for (const auto& [offset, area] : areas_)
-    map.push_back(MapEntry{offset, area.bytes, config_.guard_pages,
-                           area.lazy ? MapEntry::State::kLazy : MapEntry::State::kBusy});
+    map.push_back(MapEntry{offset, area.bytes, config_.guard_pages, MapEntry::State::kBusy});
+  for (const auto& [offset, bytes] : lazy_)
+    map.push_back(MapEntry{offset, bytes, config_.guard_pages, MapEntry::State::kLazy});
   std::sort(map.begin(), map.end(), [](const MapEntry& a, const MapEntry& b) { return a.offset < b.offset; });
   return map;
 }
@@ -390,8 +449,9 @@ std::vector<std::string> VirtualSpace::misuse_log() const {
  * the kernel's augment_tree_propagate_check walks its tree under DEBUG_AUGMENT_PROPAGATE_CHECK;
  * they are all of check(CheckDepth::kStructure). 4 costs 72 linear scans and runs only when
  * check(CheckDepth::kFull) is called.
- * 2 also covers the lazy list: it names exactly the lazily-held areas, once each, and its
- * capacity covers every area, so a vfree never allocates.
+ * 2 also covers the lazy list (the lazily-held areas' only record): each is a run of the tiling,
+ * so none is listed twice or overlaps a live area; and its capacity covers every area, so a vfree
+ * never allocates.
  */
 void VirtualSpace::assert_full_locked(const char* after) const {
 #ifdef VMF_CHECKS_FULL
@@ -406,7 +466,7 @@ std::string VirtualSpace::structure_error_locked(const std::vector<MapEntry>& ma
   char buf[256];
   if (std::string why = free_.validate(); !why.empty()) return "free tree: " + why;
 
-  std::uint64_t expect = 0, busy_bytes = 0, lazy_bytes = 0, busy_areas = 0, lazy_areas = 0;
+  std::uint64_t expect = 0, busy_bytes = 0, lazy_bytes = 0, busy_areas = 0;
   const MapEntry* prev = nullptr;
   for (const MapEntry& e : map) {
     if (e.offset != expect) {
@@ -432,10 +492,7 @@ std::string VirtualSpace::structure_error_locked(const std::vector<MapEntry>& ma
       busy_bytes += e.bytes;
       ++busy_areas;
     }
-    if (e.state == MapEntry::State::kLazy) {
-      lazy_bytes += e.bytes;
-      ++lazy_areas;
-    }
+    if (e.state == MapEntry::State::kLazy) lazy_bytes += e.bytes;
     expect = e.offset + e.bytes;
     prev = &e;
   }
@@ -451,28 +508,11 @@ std::string VirtualSpace::structure_error_locked(const std::vector<MapEntry>& ma
                   live_reserved_bytes_, busy_bytes, lazy_bytes_, lazy_bytes, live_bytes_);
     return buf;
   }
-  // The lazy list names exactly the lazily-held areas, each once.
-  if (lazy_areas != lazy_offsets_.size()) {
-    std::snprintf(buf, sizeof buf, "lazy list: %zu offsets for %" PRIu64 " lazily-held areas", lazy_offsets_.size(),
-                  lazy_areas);
-    return buf;
-  }
-  std::vector<std::uint64_t> listed = lazy_offsets_;
-  std::sort(listed.begin(), listed.end());
-  if (const auto twice = std::adjacent_find(listed.begin(), listed.end()); twice != listed.end()) {
-    std::snprintf(buf, sizeof buf, "lazy list: 0x%" PRIx64 " listed twice", *twice);
-    return buf;
-  }
-  for (const std::uint64_t offset : listed) {
-    const auto it = areas_.find(offset);
-    if (it == areas_.end() || !it->second.lazy) {
-      std::snprintf(buf, sizeof buf, "lazy list: 0x%" PRIx64 " is not a lazily-held area", offset);
-      return buf;
-    }
-  }
-  if (lazy_offsets_.capacity() < areas_.size()) {
+  // The lazy list is the set of lazily-held areas (the tiling above saw each of them once, and no
+  // live record at the same offset); its capacity covers every area, so a vfree never allocates.
+  if (lazy_.capacity() < areas_.size() + lazy_.size()) {
     std::snprintf(buf, sizeof buf, "lazy list: capacity %zu below %zu areas (a vfree could allocate)",
-                  lazy_offsets_.capacity(), areas_.size());
+                  lazy_.capacity(), areas_.size() + lazy_.size());
     return buf;
   }
   return {};

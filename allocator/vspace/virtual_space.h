@@ -18,10 +18,13 @@
 
 #include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <absl/container/flat_hash_map.h>
@@ -103,6 +106,28 @@ struct MapEntry {
   std::uint64_t bytes = 0;        // guard included for busy/lazy
   std::uint32_t guard_pages = 0;  // of those bytes, the trailing guard
   State state = State::kFree;
+};
+
+// The layer above's own data about one area, kept inside the space's record of the area so that
+// the whole stack finds an area with one hash lookup, not one per layer (issue 12: Vmalloc's map of
+// areas and the space's were two cache misses on every vfree). Opaque to the space, which only
+// stores and moves it with the record: the owner keeps in it a trivially copyable struct of at most
+// kBytes (as<T>()). All zero for areas placed through vmalloc/vmalloc_range.
+struct AreaPayload {
+  static constexpr std::size_t kBytes = 24;
+  // The owner's view. T is trivially copyable (an implicit-lifetime type: the byte array's storage
+  // provides it, and the record's copies carry it along).
+  template <class T>
+  [[nodiscard]] T& as() {
+    static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= kBytes && alignof(T) <= 8);
+    return *std::launder(reinterpret_cast<T*>(bytes));
+  }
+  template <class T>
+  [[nodiscard]] const T& as() const {
+    static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= kBytes && alignof(T) <= 8);
+    return *std::launder(reinterpret_cast<const T*>(bytes));
+  }
+  alignas(8) unsigned char bytes[kBytes] = {};
 };
 
 class VirtualSpace {
@@ -196,30 +221,66 @@ class VirtualSpace {
   void purge_locked();
   [[nodiscard]] VirtualSpaceStats stats_locked() const;
 
+  // For the owner that keeps its per-area data in the space's records (AreaPayload), with lock()
+  // held. A payload pointer stays valid until the next call that places an area (the index may
+  // then move its records) or frees that area.
+  // vmalloc_locked that stores `payload` in the new area's record and, if `stored` is not null,
+  // sets *stored to where it now is. Failures as vmalloc; nothing stored then.
+  [[nodiscard]] Allocation vmalloc_locked(std::uint64_t size, std::uint64_t align, const AreaPayload& payload,
+                                          AreaPayload** stored);
+  // The payload of the live (not lazily-held) area starting at offset, or nullptr if none does.
+  // One hash lookup; nothing reported (the owner classifies its own misuse).
+  [[nodiscard]] AreaPayload* live_area_locked(std::uint64_t offset);
+  [[nodiscard]] const AreaPayload* live_area_locked(std::uint64_t offset) const;
+  // vfree_offset_locked of the live area at offset whose payload live_area_locked (or
+  // vmalloc_locked) returned, with no placing call since: the same effect, its one more lookup on
+  // the slot the first one brought into the cache (aborts if payload is not that area's).
+  void vfree_found_locked(std::uint64_t offset, AreaPayload* payload);
+  // Calls f(offset, payload) for every live area, in no particular order. O(n).
+  template <class F>
+  void for_each_live_area_locked(F&& f) const {
+    mutex_.assert_held();
+    for (const auto& [offset, record] : areas_) f(offset, record.payload);
+  }
+
   [[nodiscard]] void* base() const { return base_; }
   [[nodiscard]] std::uint64_t region_bytes() const { return config_.region_bytes; }
   [[nodiscard]] std::uint64_t base_alignment() const { return base_align_; }
   [[nodiscard]] const VirtualSpaceConfig& config() const { return config_; }
 
  private:
-  // The one record of an area the space handed out, live or lazily held: its need (page-rounded
-  // size plus guard, a page multiple, so 63 bits hold it) and whether vfree has returned it.
+  // The one record of a live area, for the whole stack: the owner's payload and the area's need
+  // (page-rounded size plus guard, a page multiple). 32 bytes; 40 with its key in the index.
   struct AreaRecord {
-    std::uint64_t bytes : 63;
-    std::uint64_t lazy : 1;
+    AreaPayload payload;
+    std::uint64_t bytes;
   };
-  // Offset -> record for every live and lazily-held area. A flat hash map: a vfree finds its area
-  // with about one cache miss, where an ordered node-based map missed once per tree level. The
-  // order that misuse classification needs comes from the free tree (classify_misuse_locked).
+  // Offset -> record for every live area. A flat hash map: a vfree finds its area with about one
+  // cache miss, where an ordered node-based map missed once per tree level. The order that misuse
+  // classification needs comes from the free tree (classify_misuse_locked).
   using AreaIndex = absl::flat_hash_map<std::uint64_t, AreaRecord>;
+  // A lazily-held area: out of the index (vfree erased its record) and in the lazy list only, so
+  // a purge touches no hash-map slot, as the kernel's purge list holds vmap areas off its busy tree.
+  struct LazyArea {
+    std::uint64_t offset;
+    std::uint64_t bytes;
+    friend auto operator<=>(const LazyArea&, const LazyArea&) = default;
+  };
 
   VirtualSpace(const VirtualSpaceConfig& config, void* base, std::uint64_t base_align, Mutex* lock);
-  Allocation allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi);
+  // `stored`: as vmalloc_locked's.
+  Allocation allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi,
+                             const AreaPayload& payload, AreaPayload** stored);
   FreeStatus free_locked(std::uint64_t offset, bool in_region);
-  FreeStatus classify_misuse_locked(std::uint64_t offset) const;
-  // The live (not lazy) area at offset, with the live counters already reduced by it; on misuse
-  // reports it, sets *status and returns areas_.end(). Allocates nothing.
+  // vfree of the live area at `it`: its record leaves the index, the area the lazy list; then the
+  // threshold's purge. Allocates nothing.
+  void hold_lazily_locked(AreaIndex::iterator it);
+  // Sorts the lazy list in place (its order matters to nothing: purge sorts it too) and classifies.
+  FreeStatus classify_misuse_locked(std::uint64_t offset);
+  // The live area at offset, with the live counters already reduced by it; on misuse reports it,
+  // sets *status and returns areas_.end(). Allocates nothing.
   AreaIndex::iterator take_live_locked(std::uint64_t offset, FreeStatus* status);
+  void forget_live_locked(const AreaRecord& record);  // the live counters, reduced by record
   void purge_lazy_locked();
   [[nodiscard]] std::vector<MapEntry> address_map_locked() const;
   // check()'s O(n) part: free tree, tiling, counters. "" when they hold.
@@ -239,9 +300,9 @@ class VirtualSpace {
   Mutex& mutex_;      // own_mutex_ or the owner's
   FreeSpaceTree free_;
   AreaIndex areas_;  // live and lazily-held areas
-  // Offsets of the lazily-held areas, in vfree order. Its capacity is kept at least areas_.size()
-  // by every allocation, so a vfree appends without allocating.
-  std::vector<std::uint64_t> lazy_offsets_;
+  // The lazily-held areas, in vfree order (or sorted, after a misuse). Its capacity is kept at
+  // least areas_.size() + its size by every allocation, so a vfree appends without allocating.
+  std::vector<LazyArea> lazy_;
   std::uint64_t lazy_bytes_ = 0;
   std::uint64_t live_bytes_ = 0;
   std::uint64_t live_reserved_bytes_ = 0;

@@ -22,6 +22,14 @@
 // sides alike. Turns much shorter than that measure something else: each side would start every
 // turn with the caches the other one left (256-pair turns made the baseline 3x slower at 10k).
 // Counters: vmfrag_ns and baseline_ns per pair, and their ratio (issue 12's yardstick).
+//
+// BM_HeapPerLiveArea (live 100k and 1M; --quick: 10k; arg half_freed 0 or 1) measures the memory
+// side of issue 12: all heap bytes (glibc mallinfo2: arena in use + mmapped chunks) that a
+// backing-none Vmalloc with the default lazy threshold holds after `live` vmallocs of the op
+// stream's sizes, per live area; with half_freed 1, after every other one of them was then freed
+// (the index keeps its peak capacity). One iteration: it measures bytes, not time.
+#include <malloc.h>
+
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -278,6 +286,47 @@ void BM_InterleavedVmallocVsBaseline(benchmark::State& state) {
                  ", alternating turns of >= 5 ms");
 }
 
+std::uint64_t heap_bytes_in_use() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
+void BM_HeapPerLiveArea(benchmark::State& state) {
+  const auto live = static_cast<std::uint64_t>(state.range(0));
+  const bool half_freed = state.range(1) != 0;
+  const OpStream& s = op_stream();
+  double per_area = 0;
+  for (auto _ : state) {
+    std::vector<std::uint64_t> offsets;  // the benchmark's own, allocated before the first reading
+    offsets.reserve(live);
+    const std::uint64_t before = heap_bytes_in_use();
+    VmallocConfig c;
+    c.space.region_bytes = region_for(live);
+    c.space.guard_pages = 1;
+    c.backing = BackingMode::kNone;
+    auto created = Vmalloc::create(c);
+    VMF_CHECK(created.vm != nullptr, "Vmalloc::create: %s", created.message.c_str());
+    Vmalloc& vm = *created.vm;
+    char* const base = static_cast<char*>(vm.space().base());
+    for (std::uint64_t i = 0; i < live; ++i) {
+      const VmallocResult r = vm.vmalloc(s.sizes[i % kRing]);
+      VMF_CHECK(r.ok(), "Vmalloc: allocation failed");
+      offsets.push_back(static_cast<std::uint64_t>(static_cast<char*>(r.addr) - base));
+    }
+    std::uint64_t remaining = live;
+    if (half_freed) {
+      for (std::uint64_t i = 1; i < live; i += 2) {
+        VMF_CHECK(vm.vfree(base + offsets[i]) == ReleaseStatus::kOk, "Vmalloc: vfree");
+        --remaining;
+      }
+    }
+    per_area = static_cast<double>(heap_bytes_in_use() - before) / static_cast<double>(remaining);
+  }
+  state.counters["heap_bytes_per_live_area"] = per_area;
+  state.counters["live_areas"] = static_cast<double>(half_freed ? live - live / 2 : live);
+  state.SetLabel(half_freed ? "every other area freed" : "after the fill");
+}
+
 }  // namespace
 
 void register_address_space_benchmarks(const Preset& preset) {
@@ -300,6 +349,15 @@ void register_address_space_benchmarks(const Preset& preset) {
         }
         if (live >= (preset.quick ? 10000 : 100000)) add("BM_InterleavedVmallocVsBaseline", BM_InterleavedVmallocVsBaseline);
       }
+    }
+  }
+  for (std::int64_t live : preset.quick ? std::vector<std::int64_t>{10000} : std::vector<std::int64_t>{100000, 1000000}) {
+    for (std::int64_t half_freed : {0, 1}) {
+      benchmark::RegisterBenchmark("BM_HeapPerLiveArea", BM_HeapPerLiveArea)
+          ->Args({live, half_freed})
+          ->ArgNames({"live", "half_freed"})
+          ->Iterations(1)
+          ->Unit(benchmark::kMillisecond);
     }
   }
 }
