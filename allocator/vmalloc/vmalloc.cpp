@@ -9,18 +9,8 @@
 #include <new>
 #include <set>
 
+#include "allocator/core/asan_poison.h"
 #include "allocator/core/assert.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define VMFRAG_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define VMFRAG_ASAN 1
-#endif
-#endif
-#ifdef VMFRAG_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
 
 namespace vmfrag {
 namespace {
@@ -28,29 +18,8 @@ namespace {
 constexpr std::uint64_t kPage = kVirtualPageSize;
 constexpr std::size_t kMisuseLogCap = 64;
 
-// ASan's manual poisoning: freed areas, guard pages and the tail between the requested size and
-// the page end are poisoned, so an overflow or a use after free is reported at the access, even
-// before it reaches an inaccessible page. No-ops without ASan.
-void poison(const void* addr, std::uint64_t bytes) {
-#ifdef VMFRAG_ASAN
-  ASAN_POISON_MEMORY_REGION(addr, bytes);
-#else
-  (void)addr, (void)bytes;
-#endif
-}
-void unpoison(const void* addr, std::uint64_t bytes) {
-#ifdef VMFRAG_ASAN
-  ASAN_UNPOISON_MEMORY_REGION(addr, bytes);
-#else
-  (void)addr, (void)bytes;
-#endif
-}
-
-unsigned order_for_pages(std::uint64_t pages) {
-  unsigned order = 0;
-  while ((std::uint64_t{1} << order) < pages) ++order;
-  return order;
-}
+// ASan's manual poisoning (allocator/core/asan_poison.h): freed areas, guard pages and the tail
+// between the requested size and the page end are poisoned.
 
 }  // namespace
 
@@ -601,7 +570,7 @@ std::uint64_t Vmalloc::huge_backed_bytes(const void* addr) const {
 VmallocResult Vmalloc::kmalloc(std::uint64_t size) {
   if (size == 0 || size > (std::uint64_t{1} << kMaxOrder) * kPage)
     return VmallocResult{nullptr, FailureKind::kInvalidArgument, 0};
-  const unsigned order = order_for_pages((size + kPage - 1) / kPage);
+  const unsigned order = VmapBlockAllocator::order_for((size + kPage - 1) / kPage);
   std::lock_guard lock(*lock_);
   const BlockAllocation b = phys_->alloc_block_locked(order);
   if (!b.ok()) return VmallocResult{nullptr, b.failure, 0};
