@@ -149,40 +149,37 @@ ThreadCachedVmalloc::ThreadCache& ThreadCachedVmalloc::register_thread() {
 }
 
 VmallocResult ThreadCachedVmalloc::allocate(Kind kind, std::uint64_t size, std::uint64_t align) {
-  const auto call_inner = [&] { return kind == Kind::kVmalloc ? inner_->vmalloc(size, align) : inner_->kmalloc(size); };
   const bool cacheable = size != 0 && (kind == Kind::kVmalloc
                                            ? align == kPage && size <= config_.max_area_pages * kPage
                                            : size <= (std::uint64_t{1} << config_.max_kmalloc_order) * kPage);
-  if (!cacheable) {
-    VmallocResult r = call_inner();
-    if (!r.ok() && is_space_or_memory_failure(r.failure) && give_back(nullptr) > 0) r = call_inner();
-    return r;
-  }
-  const std::uint64_t pages = (size + kPage - 1) / kPage;
-  const auto size_class = static_cast<std::uint32_t>(kind == Kind::kVmalloc ? pages : VmapBlockAllocator::order_for(pages));
-  ThreadCache& cache = local();
-  {
-    std::lock_guard own(cache.lock);
-    std::vector<void*>& list = kind == Kind::kVmalloc ? cache.areas[size_class] : cache.blocks[size_class];
+  ThreadCache* cache = nullptr;  // set for a cacheable request: its record goes there
+  std::uint32_t size_class = 0;
+  if (cacheable) {
+    const std::uint64_t pages = (size + kPage - 1) / kPage;
+    size_class = static_cast<std::uint32_t>(kind == Kind::kVmalloc ? pages : VmapBlockAllocator::order_for(pages));
+    cache = &local();
+    std::lock_guard own(cache->lock);
+    std::vector<void*>& list = kind == Kind::kVmalloc ? cache->areas[size_class] : cache->blocks[size_class];
     if (!list.empty()) {
       void* addr = list.back();
       list.pop_back();
-      ThreadCache::Entry& e = cache.entries.find(addr)->second;
+      ThreadCache::Entry& e = cache->entries.find(addr)->second;
       e.cached = false;
-      --cache.cached_count;
-      cache.cached_pages -= ThreadCache::pages_of(e);
-      ++cache.hits;
+      --cache->cached_count;
+      cache->cached_pages -= ThreadCache::pages_of(e);
+      ++cache->hits;
       unpoison(addr, size);
-      VMF_ASSERT_FULL(cache_error_locked(cache).empty(), "thread cache: %s", cache_error_locked(cache).c_str());
+      VMF_ASSERT_FULL(cache_error_locked(*cache).empty(), "thread cache: %s", cache_error_locked(*cache).c_str());
       return VmallocResult{addr, FailureKind::kNone, 0};
     }
-    ++cache.misses;
+    ++cache->misses;
   }
+  const auto call_inner = [&] { return kind == Kind::kVmalloc ? inner_->vmalloc(size, align) : inner_->kmalloc(size); };
   VmallocResult r = call_inner();
   if (!r.ok() && is_space_or_memory_failure(r.failure) && give_back(nullptr) > 0) r = call_inner();
-  if (r.ok()) {
-    std::lock_guard own(cache.lock);
-    cache.entries.emplace(r.addr, ThreadCache::Entry{size_class, kind, false});
+  if (r.ok() && cache != nullptr) {
+    std::lock_guard own(cache->lock);
+    cache->entries.emplace(r.addr, ThreadCache::Entry{size_class, kind, false});
   }
   return r;
 }
