@@ -217,6 +217,37 @@ TEST(ThreadCache, AnExitingThreadGivesItsCacheBack) {
   EXPECT_EQ(vm->check(), "");
 }
 
+// Many short-lived threads, each leaving an area live: an exited thread's cache is freed (only the
+// living threads' caches are held), its counts are kept, and the areas it left live are still
+// released normally by another thread, straight to the inner allocator.
+TEST(ThreadCache, ExitedThreadsLeaveNoCacheBehind) {
+  auto vm = make(BackingMode::kMemfd, 1024);
+  constexpr int kThreads = 50;
+  std::vector<void*> left_live;
+  for (int t = 0; t < kThreads; ++t) {
+    std::thread([&] {
+      void* cached = vm->vmalloc(P).addr;
+      ASSERT_NE(cached, nullptr);
+      ASSERT_EQ(vm->vfree(cached), ReleaseStatus::kOk);       // cached, then given back at exit
+      ASSERT_EQ(vm->vmalloc(P).addr, cached);                 // a hit
+      left_live.push_back(cached);
+      ASSERT_EQ(vm->cache_stats().caches, 1u);
+    }).join();
+  }
+  ThreadCacheStats s = vm->cache_stats();
+  EXPECT_EQ(s.threads, static_cast<std::uint64_t>(kThreads));
+  EXPECT_EQ(s.caches, 0u);
+  EXPECT_EQ(s.hits, static_cast<std::uint64_t>(kThreads));
+  EXPECT_EQ(s.misses, static_cast<std::uint64_t>(kThreads));
+  EXPECT_EQ(vm->inner().stats().vmalloc_areas, static_cast<std::uint64_t>(kThreads));
+  EXPECT_EQ(vm->check(), "");
+  for (void* p : left_live) EXPECT_EQ(vm->vfree(p), ReleaseStatus::kOk);
+  EXPECT_EQ(vm->inner().stats().vmalloc_areas, 0u);
+  EXPECT_EQ(vm->cache_stats().cached_areas, 0u);  // this thread allocated nothing: no cache to fill
+  EXPECT_EQ(vm->vfree(left_live[0]), ReleaseStatus::kUnknown);  // a double free is still reported
+  EXPECT_EQ(vm->check(), "");
+}
+
 TEST(ThreadCache, CachedMemoryIsPoisonedUnderAsanAndTheReusedBytesAreNot) {
 #ifdef VMFRAG_ASAN
   auto vm = make(BackingMode::kMemfd, 1024);

@@ -1,5 +1,6 @@
 #include "allocator/vmalloc/thread_cache.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cinttypes>
 #include <cstdio>
@@ -87,7 +88,8 @@ struct ThreadCachedVmalloc::ThreadSlots {
   ~ThreadSlots() {
     std::lock_guard ids(live_ids_lock());
     for (const Slot& slot : slots)
-      if (live_ids().contains(slot.id)) slot.owner->give_back(slot.cache);
+      if (live_ids().contains(slot.id)) slot.owner->retire(slot.cache);
+    slots.clear();
   }
 };
 
@@ -139,6 +141,7 @@ ThreadCachedVmalloc::ThreadCache& ThreadCachedVmalloc::register_thread() {
   {
     std::lock_guard registry(registry_lock_);
     caches_.push_back(std::move(made));
+    ++threads_;
   }
   {
     std::lock_guard ids(live_ids_lock());
@@ -337,13 +340,40 @@ std::uint64_t ThreadCachedVmalloc::give_back(ThreadCache* only) {
   return taken.size();
 }
 
+/*
+ * A thread exits: its cached areas and blocks go back to the inner Vmalloc, and its cache is freed.
+ * The records it still holds are of areas it allocated that are live; they are dropped with it: a
+ * later release of one (by any thread) finds no record and goes to the inner Vmalloc, which frees
+ * it or classifies the misuse, exactly what a record with no cache to return to would decide.
+ * Other threads reach a cache only under the registry lock (release's search, drains, stats,
+ * check), so removing it under that lock leaves no dangling pointer; its own thread, the only
+ * one that caches into it, is the one exiting.
+ */
+void ThreadCachedVmalloc::retire(ThreadCache* cache) {
+  (void)give_back(cache);
+  std::unique_ptr<ThreadCache> freed;  // destroyed after the registry lock is released
+  std::lock_guard registry(registry_lock_);
+  const auto it = std::find_if(caches_.begin(), caches_.end(), [&](const auto& c) { return c.get() == cache; });
+  VMF_CHECK(it != caches_.end(), "thread cache: an exiting thread's cache is not registered");
+  {
+    std::lock_guard lock(cache->lock);
+    retired_hits_ += cache->hits;
+    retired_misses_ += cache->misses;
+  }
+  freed = std::move(*it);
+  caches_.erase(it);
+}
+
 ThreadCacheStats ThreadCachedVmalloc::cache_stats() const {
   ThreadCacheStats s;
   std::shared_lock registry(registry_lock_);
-  s.threads = caches_.size();
+  s.threads = threads_;
+  s.caches = caches_.size();
   s.drains = drains_;
   s.given_back_at_exit = given_back_at_exit_;
   s.misuse_count = misuse_count_;
+  s.hits = retired_hits_;
+  s.misses = retired_misses_;
   for (const auto& cache : caches_) {
     std::lock_guard lock(cache->lock);
     s.hits += cache->hits;

@@ -23,8 +23,9 @@
 // - Nothing is lost: when the inner allocator fails a request for want of space or memory (virtual
 //   fragmentation, no virtual space, no physical memory, physical fragmentation, map limit), every
 //   thread's cache is drained back to it and the request is retried once, as vmalloc purges and
-//   retries. drain() does the same on demand; a thread that exits gives its cache back; the
-//   destructor leaves cached areas to the inner allocator's teardown.
+//   retries. drain() does the same on demand; a thread that exits gives its cache back and the
+//   cache itself is freed (so a process that starts many short-lived threads holds caches only
+//   for the living ones); the destructor leaves cached areas to the inner allocator's teardown.
 // - Misuse is still detected: a release of an address held in a cache (a double free) is reported
 //   with its address and changes nothing (misuse_log(); strict mode aborts, as Vmalloc's does);
 //   everything else (unknown, interior, foreign, wrong function) is classified by the inner Vmalloc.
@@ -60,7 +61,8 @@ struct ThreadCacheConfig {
 };
 
 struct ThreadCacheStats {
-  std::uint64_t threads = 0;        // threads that have called this instance
+  std::uint64_t threads = 0;        // threads that have allocated through this instance
+  std::uint64_t caches = 0;         // their caches still held: those threads that have not exited
   std::uint64_t hits = 0;           // allocations served from the calling thread's cache
   std::uint64_t misses = 0;         // cacheable allocations the inner Vmalloc served
   std::uint64_t cached_areas = 0;   // areas and kmalloc blocks held in caches now
@@ -135,6 +137,7 @@ class ThreadCachedVmalloc {
   [[nodiscard]] bool poisons(Kind kind) const;
   ReleaseStatus cached_misuse(const char* fn, const void* addr);
   std::uint64_t give_back(ThreadCache* only);  // every cache (nullptr) or one; the number given back
+  void retire(ThreadCache* cache);             // its thread exits: give back, keep its counts, free it
   [[nodiscard]] static std::string cache_error_locked(const ThreadCache& cache);
 
   const ThreadCacheConfig config_;
@@ -145,6 +148,8 @@ class ThreadCachedVmalloc {
   std::vector<std::string> misuse_log_;
   std::uint64_t drains_ = 0;
   std::uint64_t given_back_at_exit_ = 0;
+  std::uint64_t threads_ = 0;                                // caches ever made
+  std::uint64_t retired_hits_ = 0, retired_misses_ = 0;  // the counts of freed caches
   std::uint64_t misuse_count_ = 0;
 };
 

@@ -103,13 +103,20 @@ class Replayer {
   }
 
  private:
+  // The allocator the trace's a, k and f calls go to: the thread caches when the replay has them
+  // (they pass everything else to vm_), else vm_ itself. f gets one or the other.
+  template <class F>
+  decltype(auto) front(F&& f) {
+    return cached_ ? f(*cached_) : f(*vm_);
+  }
+
   void step(const Op& op) {
     const std::uint64_t index = result_.ops;
     switch (op.kind) {
       case OpKind::kAlloc: return alloc(index, op);
       case OpKind::kFree: return free(index, op);
       case OpKind::kPurge:
-        if (cached_) cached_->purge(); else vm_->purge();
+        front([](auto& a) { a.purge(); });
         if (model_) model_->purge();
         ++result_.purges_requested;
         compare_stats(index, true);
@@ -128,7 +135,7 @@ class Replayer {
     VmallocResult r;
     IdSlot slot;
     slot.kind = op.kind;
-    if (op.kind == OpKind::kKmalloc) r = cached_ ? cached_->kmalloc(op.size) : vm_->kmalloc(op.size);
+    if (op.kind == OpKind::kKmalloc) r = front([&](auto& a) { return a.kmalloc(op.size); });
     if (op.kind == OpKind::kHuge) r = vm_->vmalloc_huge(op.size);
     if (op.kind == OpKind::kMapRam) {
       const FailureKind f = op.size == 0 ? FailureKind::kInvalidArgument : vm_->alloc_pages(op.size, slot.pfns);
@@ -197,7 +204,7 @@ class Replayer {
 
   void alloc(std::uint64_t index, const Op& op) {
     ++result_.alloc_attempts;
-    const VmallocResult v = cached_ ? cached_->vmalloc(op.size, op.align) : vm_->vmalloc(op.size, op.align);
+    const VmallocResult v = front([&](auto& a) { return a.vmalloc(op.size, op.align); });
     const Allocation a{v.addr, v.ok() ? offset_of(v.addr) : 0, v.failure};
     if (model_ && !compare_area(index, v, model_->vmalloc(op.size, op.align))) return;
     ids_[op.id] = IdSlot{a.ok(), OpKind::kAlloc, a.addr, {}};
@@ -225,9 +232,9 @@ class Replayer {
     ids_.erase(it);
     const std::uint64_t offset = slot.kind == OpKind::kKmalloc ? 0 : offset_of(slot.addr);
     ReleaseStatus status = ReleaseStatus::kOk;
-    if (slot.kind == OpKind::kAlloc) status = cached_ ? cached_->vfree(slot.addr) : vm_->vfree(slot.addr);
+    if (slot.kind == OpKind::kAlloc) status = front([&](auto& a) { return a.vfree(slot.addr); });
     if (slot.kind == OpKind::kHuge) status = vm_->vfree(slot.addr);
-    if (slot.kind == OpKind::kKmalloc) status = cached_ ? cached_->kfree(slot.addr) : vm_->kfree(slot.addr);
+    if (slot.kind == OpKind::kKmalloc) status = front([&](auto& a) { return a.kfree(slot.addr); });
     if (slot.kind == OpKind::kMapRam) {
       status = vm_->vm_unmap_ram(slot.addr, slot.pfns.size());
       if (status == ReleaseStatus::kOk) vm_->free_pages(slot.pfns);
@@ -305,7 +312,7 @@ class Replayer {
 
   void check() {
     if (options_.os != nullptr) options_.os->set_paused(true);
-    std::string vm_problem = cached_ ? cached_->check() : vm_->check();
+    std::string vm_problem = front([](auto& a) { return a.check(); });
     if (options_.os != nullptr) options_.os->set_paused(false);
     if (!vm_problem.empty()) violation(result_.ops, "check(): " + vm_problem);
     if (model_ && !stopped_)
