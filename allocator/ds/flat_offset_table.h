@@ -7,7 +7,7 @@
 // AVL tree and a flat offset table"). Here the key is in the slot, so a lookup at the load kept
 // here (at most 1/2) reads one slot, or a few adjacent ones: about one miss.
 //
-// Algorithm: open addressing with linear probing from a Fibonacci hash of the key; erase shifts
+// Algorithm: open addressing with linear probing from a mixed hash of the key (home()); erase shifts
 // later members of the probe run back into the hole (no tombstones), so a lookup stops at the first
 // empty slot and probe runs never grow with churn. Guarantees:
 //   - find/insert/erase are exact; the all-ones key marks an empty slot and is never a key;
@@ -96,10 +96,16 @@ class FlatOffsetTable {
   static constexpr std::size_t kMinCapacity = 16;
 
   [[nodiscard]] std::size_t mask() const { return capacity_ - 1; }
-  // Fibonacci hashing: the multiplication spreads every key bit into the top bits, which index
-  // the table (offsets are page multiples: their low bits carry nothing).
+  // MurmurHash3's 64-bit finalizer, whose top bits index the table: every key bit reaches every
+  // hash bit. (A bare Fibonacci multiply of page-multiple offsets clustered consecutive areas'
+  // keys: a sequential fill then paid long probe runs on every insert.)
   [[nodiscard]] std::size_t home(std::uint64_t key) const {
-    return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);
+    key ^= key >> 33;
+    key *= 0xFF51AFD7ED558CCDull;
+    key ^= key >> 33;
+    key *= 0xC4CEB9FE1A85EC53ull;
+    key ^= key >> 33;
+    return static_cast<std::size_t>(key >> shift_);
   }
 
   Value& place(std::uint64_t key, const Value& value) {
