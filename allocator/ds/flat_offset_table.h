@@ -97,8 +97,7 @@ class FlatOffsetTable {
 
   [[nodiscard]] std::size_t mask() const { return capacity_ - 1; }
   // MurmurHash3's 64-bit finalizer, whose top bits index the table: every key bit reaches every
-  // hash bit. (A bare Fibonacci multiply of page-multiple offsets clustered consecutive areas'
-  // keys: a sequential fill then paid long probe runs on every insert.)
+  // hash bit, whatever pattern the keys follow (offsets are page multiples, often consecutive).
   [[nodiscard]] std::size_t home(std::uint64_t key) const {
     key ^= key >> 33;
     key *= 0xFF51AFD7ED558CCDull;
