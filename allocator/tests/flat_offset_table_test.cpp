@@ -25,19 +25,22 @@ std::map<std::uint64_t, std::uint64_t> contents(const FlatOffsetTable<Payload>& 
 TEST(FlatOffsetTable, InsertFindEraseAndGrowth) {
   FlatOffsetTable<Payload> t;
   EXPECT_EQ(t.size(), 0u);
-  EXPECT_EQ(t.capacity(), 16u);
+  EXPECT_EQ(t.capacity(), 64u);
   EXPECT_EQ(t.find(0), nullptr);
   t.insert(0, Payload{7, 1});
   ASSERT_NE(t.find(0), nullptr);
   EXPECT_EQ(t.find(0)->a, 7u);
-  for (std::uint64_t i = 1; i <= 8; ++i) t.insert(i << 12, Payload{i, 0});
-  EXPECT_EQ(t.size(), 9u);
-  EXPECT_EQ(t.capacity(), 32u);  // 9 entries would pass half of 16 slots
-  for (std::uint64_t i = 1; i <= 8; ++i) ASSERT_NE(t.find(i << 12), nullptr) << i;
+  t.insert(~std::uint64_t{0}, Payload{9, 2});  // every key is a key, the all-ones one too
+  EXPECT_EQ(t.find(~std::uint64_t{0})->a, 9u);
+  for (std::uint64_t i = 1; i <= 31; ++i) t.insert(i << 12, Payload{i, 0});
+  EXPECT_EQ(t.size(), 33u);
+  EXPECT_EQ(t.capacity(), 128u);  // 33 entries would pass half of 64 slots
+  for (std::uint64_t i = 1; i <= 31; ++i) ASSERT_NE(t.find(i << 12), nullptr) << i;
   t.erase(t.find(4 << 12));
   EXPECT_EQ(t.find(4 << 12), nullptr);
-  EXPECT_EQ(t.size(), 8u);
+  EXPECT_EQ(t.size(), 32u);
   EXPECT_EQ(t.find(5 << 12)->a, 5u);
+  EXPECT_EQ(t.find(0)->a, 7u);
 }
 
 // Many keys with one home slot in a small table: probe runs that wrap around the end of the
