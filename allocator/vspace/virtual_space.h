@@ -232,10 +232,11 @@ class VirtualSpace {
   [[nodiscard]] AreaPayload* live_area_locked(std::uint64_t offset);
   [[nodiscard]] const AreaPayload* live_area_locked(std::uint64_t offset) const;
   // vfree_offset_locked of the live area at offset whose payload live_area_locked (or
-  // vmalloc_locked) returned, with no placing or freeing call since: the same effect, its one more lookup on
-  // the slot the first one brought into the cache (aborts if payload is not that area's).
+  // vmalloc_locked) returned, with no placing or freeing call since: the same effect, its one more
+  // lookup on the slot the first one brought into the cache (aborts if payload is not that area's).
   void vfree_found_locked(std::uint64_t offset, AreaPayload* payload);
-  // Calls f(offset, payload) for every live area, in no particular order. O(n).
+  // Calls f(offset, payload) for every live area, in no particular order. O(n + c / 64), c the
+  // index's capacity (below 4 times the most areas it has held, and at least 64).
   template <class F>
   void for_each_live_area_locked(F&& f) const {
     mutex_.assert_held();
