@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "allocator/core/assert.h"
-#include "allocator/core/splitmix64.h"
 
 namespace vmfrag {
 
@@ -17,8 +16,6 @@ namespace {
 
 using Node = detail::FreeExtentNode;
 
-// Any fixed value works; it only has to be the same on every run.
-constexpr uint64_t kPrioritySeed = 0x76'6d'66'72'61'67'00'01ULL;  // "vmfrag" 0 1
 constexpr size_t kNodesPerPoolChunk = 1024;
 
 unsigned histogram_bucket_of(uint64_t size) { return 63u - static_cast<unsigned>(std::countl_zero(size)); }
@@ -39,11 +36,11 @@ std::string formatted(const char* fmt, ...) {
 
 }  // namespace
 
-FreeSpaceTree::FreeSpaceTree() : priority_state_(kPrioritySeed) {}
+FreeSpaceTree::FreeSpaceTree() = default;
 
 FreeSpaceTree::~FreeSpaceTree() = default;
 
-FreeSpaceTree::FreeSpaceTree(FreeSpaceTree&& other) noexcept : priority_state_(kPrioritySeed) { swap(other); }
+FreeSpaceTree::FreeSpaceTree(FreeSpaceTree&& other) noexcept { swap(other); }
 
 FreeSpaceTree& FreeSpaceTree::operator=(FreeSpaceTree&& other) noexcept {
   if (this != &other) {
@@ -63,7 +60,6 @@ void FreeSpaceTree::swap(FreeSpaceTree& other) noexcept {
   std::swap(pool_chunks_used_, other.pool_chunks_used_);
   std::swap(pool_used_in_chunk_, other.pool_used_in_chunk_);
   std::swap(pool_free_list_, other.pool_free_list_);
-  std::swap(priority_state_, other.priority_state_);
 }
 
 void FreeSpaceTree::clear() {
@@ -74,13 +70,11 @@ void FreeSpaceTree::clear() {
   pool_chunks_used_ = 0;
   pool_used_in_chunk_ = 0;
   pool_free_list_ = nullptr;
-  priority_state_ = kPrioritySeed;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Node pool. Nodes are handed out chunk by chunk in order and recycled LIFO through a free list
-// threaded through `by_address.right`. Priorities are drawn at hand-out time, so they follow the operation
-// sequence, never the memory layout.
+// threaded through `by_address.right`. Nothing about the tree depends on where a node lives.
 
 FreeSpaceTree::Node* FreeSpaceTree::allocate_node(uint64_t start, uint64_t size) {
   Node* n = pool_free_list_;
@@ -99,7 +93,6 @@ FreeSpaceTree::Node* FreeSpaceTree::allocate_node(uint64_t start, uint64_t size)
   *n = Node{};
   n->start = start;
   n->size = size;
-  n->priority = static_cast<uint32_t>(splitmix64_next(priority_state_) >> 32);
   return n;
 }
 
@@ -148,7 +141,7 @@ void FreeSpaceTree::unlink_extent(Node* n) {
 // Changes an extent's bounds where it stands. Callers only ever move a bound within the gap to the
 // neighbouring extent (merging shrinks a gap to nothing only together with unlinking the other
 // side; clipping moves a bound inwards), so the extent's rank in address order is unchanged and
-// the treap only needs its summaries refreshed along the path to the root.
+// the tree only needs its summaries refreshed along the path to the root.
 void FreeSpaceTree::resize_in_place(Node* n, uint64_t new_start, uint64_t new_size) {
   uncount_extent(n->size);
   n->start = new_start;
@@ -232,7 +225,7 @@ FreeSpaceTree::Node* FreeSpaceTree::lowest() const {
 //   neither: ... |new| ...     -> a new node is linked between prev and next
 //
 // In every merging case the surviving node keeps its address rank (it grows only into the gap
-// that `new` filled), so resize_in_place's path refresh is enough for the by-address treap.
+// that `new` filled), so resize_in_place's path refresh is enough for the by-address tree.
 void FreeSpaceTree::insert(uint64_t start, uint64_t size) {
   VMF_CHECK(size > 0, "insert of an empty range at %" PRIu64, start);
   VMF_CHECK(size <= std::numeric_limits<uint64_t>::max() - start,
@@ -314,7 +307,7 @@ void FreeSpaceTree::carve(Node* n, uint64_t start, uint64_t size) {
     resize_in_place(n, n->start, start - n->start);
   } else {
     resize_in_place(n, n->start, start - n->start);
-    link_new_extent(allocate_node(end, extent_end - end), n, AddressTreap::next_in_order(n));
+    link_new_extent(allocate_node(end, extent_end - end), n, AddressTree::next_in_order(n));
   }
   VMF_ASSERT_FULL(validate().empty(), "after remove [%" PRIu64 ", +%" PRIu64 "): %s", start, size, validate().c_str());
 }
@@ -334,7 +327,7 @@ std::optional<uint64_t> FreeSpaceTree::take_lowest_fit(uint64_t size, uint64_t a
 // Within one extent E the lowest candidate is s = align_up(max(E.start, lo)); E has a fit iff
 // s + size <= min(E.end, hi). Extents are disjoint and visited in address order, so the first
 // extent with a fit holds the lowest fit overall. The search is an in-order walk of the
-// by-address treap that skips every subtree which provably holds no fit:
+// by-address tree that skips every subtree which provably holds no fit:
 //   - by size: subtree_max_size < size means no extent there is even long enough;
 //   - by address: extents never touch, so every extent left of node x ends at most at x.start - 1
 //     and the left subtree can only fit if lo + size < x.start; every extent right of x starts at
@@ -432,7 +425,7 @@ uint64_t FreeSpaceTree::free_bytes_in(uint64_t lo, uint64_t hi) const {
 
 // Extents smaller than `size`: every log2 bucket below size's bucket b counts whole (the
 // histogram keeps their byte sums). Of bucket b, only extents in [2^b, size) count; when size is
-// 2^b there are none. Otherwise they are collected by a pre-order walk of the treap that enters a
+// 2^b there are none. Otherwise they are collected by a pre-order walk of the tree that enters a
 // subtree only if its size-class mask has b's class bit, i.e. only if the subtree holds an extent
 // of bucket b or of the other bucket of its class; the walk stops once every extent of bucket b
 // (the histogram's count) has been seen.
@@ -474,8 +467,8 @@ uint64_t FreeSpaceTree::bytes_in_extents_smaller_than(uint64_t size) const {
 }
 
 // ---------------------------------------------------------------------------------------------
-// validate: recompute everything and compare. Recursion depth is the treap depth (expected
-// O(log n)); a visit budget of extent_count_ stops the walk on a corrupted, cyclic structure.
+// validate: recompute everything and compare. Recursion depth is the tree's height (O(log n) while
+// it is balanced); a visit budget of extent_count_ stops the walk on a corrupted, cyclic structure.
 
 namespace {
 
@@ -489,6 +482,7 @@ struct SubtreeSummary {
   uint64_t max_size = 0;
   uint64_t bytes = 0;
   uint32_t size_classes = 0;
+  unsigned height = 0;  // 0 for an empty subtree
 };
 
 SubtreeSummary validate_subtree(const Node* n, const Node* parent, SubtreeCheck& check, const Node*& previous_in_order) {
@@ -501,12 +495,6 @@ SubtreeSummary validate_subtree(const Node* n, const Node* parent, SubtreeCheck&
   --check.budget;
   if (n->by_address.parent != parent) {
     check.error = formatted("by-address: parent link of [%" PRIu64 ", +%" PRIu64 ") is wrong", n->start, n->size);
-    return {};
-  }
-  if (parent != nullptr && n->priority > parent->priority) {
-    check.error = formatted("by-address: heap order broken: [%" PRIu64 ", +%" PRIu64 ") outranks its parent [%" PRIu64
-                            ", +%" PRIu64 ")",
-                            n->start, n->size, parent->start, parent->size);
     return {};
   }
   const SubtreeSummary left = validate_subtree(n->by_address.left, n, check, previous_in_order);
@@ -532,6 +520,17 @@ SubtreeSummary validate_subtree(const Node* n, const Node* parent, SubtreeCheck&
   sum.max_size = std::max({n->size, left.max_size, right.max_size});
   sum.bytes = n->size + left.bytes + right.bytes;
   sum.size_classes = detail::size_class_bit(n->size) | left.size_classes | right.size_classes;
+  sum.height = 1 + std::max(left.height, right.height);
+  if (left.height > right.height + 1 || right.height > left.height + 1) {
+    check.error = formatted("by-address: unbalanced at [%" PRIu64 ", +%" PRIu64 "): left height %u, right height %u",
+                            n->start, n->size, left.height, right.height);
+    return {};
+  }
+  if (n->height != sum.height) {
+    check.error = formatted("by-address: height of [%" PRIu64 ", +%" PRIu64 ") is %u, recomputed %u", n->start, n->size,
+                            unsigned{n->height}, sum.height);
+    return {};
+  }
   if (n->subtree_max_size != sum.max_size) {
     check.error = formatted("by-address: subtree_max_size of [%" PRIu64 ", +%" PRIu64 ") is %" PRIu64 ", recomputed %" PRIu64,
                             n->start, n->size, n->subtree_max_size, sum.max_size);

@@ -10,17 +10,21 @@
 // Units are the caller's (the lead passes bytes); nothing assumes page multiples.
 //
 // Structure: one pool-allocated, cache-line-sized node (64 bytes) per extent, in one intrusive
-// treap by address, augmented per subtree with
+// AVL tree by address (augmented_avl_tree.h), augmented per subtree with
 //   - the largest extent size (prunes fit searches, like the kernel's subtree_max_size),
 //   - the byte sum (free_bytes_in),
 //   - a 32-bit mask of the size classes present: bit c is set when some extent in the subtree has
 //     floor(log2(size)) == 2c or 2c + 1 (bytes_in_extents_smaller_than walks only the subtrees
 //     that hold extents of the one log2 bucket the histogram cannot answer for).
-// Address-order neighbours are in-order neighbours in the treap (insert finds both in the one
+// Address-order neighbours are in-order neighbours in the tree (insert finds both in the one
 // descent it makes anyway), so there is no separate list and no second index to update.
-// Treap priorities come from a splitmix64 stream with a fixed seed, so the same operation sequence
-// always builds the same tree. No operation allocates except when a node is needed and the pool's
-// free list is empty; node memory is the ordinary heap, kept until destruction.
+// The tree's height is below 1.44 log2(n + 2) (a node's depth is about log2 n on average, where
+// the treap this replaced averaged 2 ln n = 1.39 log2 n: at a million extents the levels below the
+// top dozen miss the cache, and those were what a random free paid for). Its shape depends only on
+// the operation sequence, so the same sequence always builds the same tree; placements never
+// depend on the shape at all (the lowest fit is a property of the extents, not of the tree).
+// No operation allocates except when a node is needed and the pool's free list is empty; node
+// memory is the ordinary heap, kept until destruction.
 //
 // Not thread-safe; the caller serialises access.
 #pragma once
@@ -34,7 +38,7 @@
 #include <string>
 #include <vector>
 
-#include "allocator/ds/augmented_treap.h"
+#include "allocator/ds/augmented_avl_tree.h"
 
 namespace vmfrag {
 
@@ -54,11 +58,11 @@ namespace detail {
 struct alignas(64) FreeExtentNode {
   uint64_t start = 0;
   uint64_t size = 0;
-  TreapLinks<FreeExtentNode> by_address;  // by_address.right also links the pool's free list
-  uint64_t subtree_max_size = 0;          // max size in the subtree
-  uint64_t subtree_bytes = 0;             // sum of sizes in the subtree
-  uint32_t priority = 0;
+  AvlLinks<FreeExtentNode> by_address;  // by_address.right also links the pool's free list
+  uint64_t subtree_max_size = 0;        // max size in the subtree
+  uint64_t subtree_bytes = 0;           // sum of sizes in the subtree
   uint32_t subtree_size_classes = 0;  // bit floor(log2(size)) / 2 of every extent in the subtree
+  uint8_t height = 0;                 // of the subtree: 1 for a leaf (the AVL tree keeps it)
 
   [[nodiscard]] uint64_t end() const { return start + size; }
 };
@@ -70,9 +74,10 @@ inline uint32_t size_class_bit(uint64_t size) {
 }
 
 struct FreeExtentByAddress {
-  static TreapLinks<FreeExtentNode>& links(FreeExtentNode& n) { return n.by_address; }
-  static const TreapLinks<FreeExtentNode>& links(const FreeExtentNode& n) { return n.by_address; }
-  static uint64_t priority(const FreeExtentNode& n) { return n.priority; }
+  static AvlLinks<FreeExtentNode>& links(FreeExtentNode& n) { return n.by_address; }
+  static const AvlLinks<FreeExtentNode>& links(const FreeExtentNode& n) { return n.by_address; }
+  static uint8_t& height(FreeExtentNode& n) { return n.height; }
+  static uint8_t height(const FreeExtentNode& n) { return n.height; }
   static bool less(const FreeExtentNode& a, const FreeExtentNode& b) { return a.start < b.start; }
   static void recompute(FreeExtentNode& n) {
     uint64_t max_size = n.size;
@@ -123,7 +128,7 @@ class FreeSpaceTree {
   // Preconditions (VMF_CHECK, always on: a violation means a double free in the caller, which
   // must not pass silently): size > 0; start + size does not overflow uint64_t; the range
   // overlaps no free extent.
-  // Cost: O(log n) expected; allocates a node only when no merge happens and the pool is empty.
+  // Cost: O(log n); allocates a node only when no merge happens and the pool is empty.
   void insert(uint64_t start, uint64_t size);
 
   // The lowest s such that s % align == 0, lo <= s, s + size <= hi, and [s, s+size) lies inside
@@ -131,7 +136,7 @@ class FreeSpaceTree {
   // Exact: never misses a fit and never returns a higher one than the lowest (unlike the kernel's
   // search for size+align-1, which can miss fits in extents of size in [size, size+align-1)).
   // Preconditions (VMF_CHECK): size > 0; align is a power of two >= 1.
-  // Cost: O(log n) expected when no extent that the search must look at fails for alignment alone,
+  // Cost: O(log n) when no extent that the search must look at fails for alignment alone,
   // which holds whenever align divides every extent boundary (e.g. page-aligned requests in a
   // page-granular tree). In general O((k+1) log n), where k is the number of extents below the
   // answer (or anywhere, when there is none) that are large enough by size (>= size) but have no
@@ -148,16 +153,16 @@ class FreeSpaceTree {
   // Removes [start, start+size), which must lie inside a single free extent. Handles the four fit
   // types: whole extent, left edge, right edge, middle (which splits the extent in two).
   // Preconditions (VMF_CHECK, always on): size > 0, no overflow, range inside one free extent.
-  // Cost: O(log n) expected; allocates a node only for a middle split when the pool is empty.
+  // Cost: O(log n); allocates a node only for a middle split when the pool is empty.
   void remove(uint64_t start, uint64_t size);
 
-  // The free extent containing addr, if any. O(log n) expected.
+  // The free extent containing addr, if any. O(log n).
   [[nodiscard]] std::optional<Extent> extent_containing(uint64_t addr) const;
 
-  // The free extent with the lowest start >= addr, if any. O(log n) expected.
+  // The free extent with the lowest start >= addr, if any. O(log n).
   [[nodiscard]] std::optional<Extent> first_extent_at_or_after(uint64_t addr) const;
 
-  // The free extent with the highest start <= addr, if any. O(log n) expected.
+  // The free extent with the highest start <= addr, if any. O(log n).
   [[nodiscard]] std::optional<Extent> last_extent_at_or_before(uint64_t addr) const;
 
   [[nodiscard]] uint64_t free_bytes() const { return free_bytes_; }  // O(1): sum of sizes
@@ -166,14 +171,14 @@ class FreeSpaceTree {
   [[nodiscard]] bool empty() const { return extent_count_ == 0; }      // O(1)
 
   // Free units inside [lo, hi): every extent clipped to the range. 0 when lo >= hi.
-  // O(log n) expected (two prefix-sum descents over the by-address subtree byte sums).
+  // O(log n) (two prefix-sum descents over the by-address subtree byte sums).
   [[nodiscard]] uint64_t free_bytes_in(uint64_t lo, uint64_t hi) const;
 
   // Sum of sizes of the extents whose size < size: the numerator of the kernel-style
   // unusable-free-space index for a request of `size`. Exact. Whole log2 buckets below size come
   // from the histogram; only size's own bucket, when size is not a power of two, is walked, through
   // the subtrees whose size-class mask says they hold such extents. Cost O(1) when size is a power
-  // of two or its bucket is empty, else O((k + 1) log n) expected, k = extents in size's bucket
+  // of two or its bucket is empty, else O((k + 1) log n), k = extents in size's bucket
   // and its size-class pair (floor(log2) differing only in the lowest bit).
   [[nodiscard]] uint64_t bytes_in_extents_smaller_than(uint64_t size) const;
 
@@ -184,24 +189,24 @@ class FreeSpaceTree {
   // Calls f(Extent) for every extent in ascending address order. f must not modify the tree. O(n).
   template <class F>
   void for_each(F&& f) const {
-    for (detail::FreeExtentNode* n = lowest(); n != nullptr; n = AddressTreap::next_in_order(n)) {
+    for (detail::FreeExtentNode* n = lowest(); n != nullptr; n = AddressTree::next_in_order(n)) {
       f(Extent{n->start, n->size});
     }
   }
 
-  // Recomputes everything from scratch and compares: BST order, heap order of priorities, parent
-  // links, every augmented value (max size, byte sum, size-class mask), no two extents overlapping
+  // Recomputes everything from scratch and compares: BST order, AVL balance and stored heights,
+  // parent links, every augmented value (max size, byte sum, size-class mask), no two extents overlapping
   // or touching, and the totals, count and histogram. Returns "" when all hold, else a message naming the first broken
   // invariant and the extent values involved. O(n log n); intended for tests and -Dchecks=full.
   [[nodiscard]] std::string validate() const;
 
   // Removes every extent. Node memory is kept for reuse (it is released only by the destructor);
-  // the priority stream restarts, so a cleared tree behaves exactly like a new one. O(1).
+  // a cleared tree behaves exactly like a new one. O(1).
   void clear();
 
  private:
   using Node = detail::FreeExtentNode;
-  using AddressTreap = IntrusiveAugmentedTreap<Node, detail::FreeExtentByAddress>;
+  using AddressTree = IntrusiveAugmentedAvlTree<Node, detail::FreeExtentByAddress>;
   friend class FreeSpaceTreeTestAccess;  // tests corrupt nodes to prove validate() notices
 
   [[nodiscard]] Node* allocate_node(uint64_t start, uint64_t size);
@@ -228,7 +233,7 @@ class FreeSpaceTree {
   void uncount_extent(uint64_t size);
   void swap(FreeSpaceTree& other) noexcept;
 
-  AddressTreap by_address_;
+  AddressTree by_address_;
   uint64_t free_bytes_ = 0;
   size_t extent_count_ = 0;
   std::array<Bucket, 64> histogram_{};
@@ -238,7 +243,6 @@ class FreeSpaceTree {
   size_t pool_chunks_used_ = 0;    // chunks [0, used) have been started
   size_t pool_used_in_chunk_ = 0;  // nodes handed out from chunk used-1
   Node* pool_free_list_ = nullptr;
-  uint64_t priority_state_;
 };
 
 }  // namespace vmfrag

@@ -273,7 +273,7 @@ TEST(FreeSpaceTree, SubRangeClipsExtentsAtBothEdges) {
 // With one-unit gaps the address pruning is at its tightest: the extent right after x starts at
 // exactly x.end + 1, the one before ends at exactly x.start - 1. Consecutive extents are always
 // ancestor and descendant in a BST, so over 64 of them both pruning directions get exercised at
-// their boundary whatever shape the treap takes.
+// their boundary whatever shape the tree takes.
 TEST(FreeSpaceTree, AddressPruningIsExactWithOneUnitGaps) {
   FreeSpaceTree t;
   for (uint64_t k = 0; k < 64; ++k) t.insert(5 * k, 4);  // [5k, 5k+4)
@@ -284,6 +284,24 @@ TEST(FreeSpaceTree, AddressPruningIsExactWithOneUnitGaps) {
     EXPECT_EQ(t.find_lowest_fit(4, 1, 5 * k, 5 * k + 8), 5 * k) << k;
     EXPECT_EQ(t.find_lowest_fit(4, 1, 5 * k + 1, 5 * k + 8), std::nullopt) << k;
   }
+}
+
+// Extents inserted in address order (the sequential fill every workload starts with) would make
+// an unbalanced search tree a list; the AVL tree stays within its height bound, 1.44 log2(n + 2),
+// and validate() confirms the balance at every node.
+TEST(FreeSpaceTree, StaysBalancedUnderAscendingAndDescendingInserts) {
+  FreeSpaceTree t;
+  // 1,024 extents: the -Dchecks=full build validates the whole tree after every update.
+  constexpr uint64_t kExtents = 1024;  // bound: 1.44 * log2(1026) = 14.4
+  for (uint64_t k = 0; k < kExtents; ++k) t.insert(2 * k, 1);
+  EXPECT_LE(FreeSpaceTreeTestAccess::address_root(t)->height, 14);
+  for (uint64_t k = kExtents; k-- > 0;) t.insert(2 * kExtents + 2 * k, 1);
+  EXPECT_LE(FreeSpaceTreeTestAccess::address_root(t)->height, 15);  // 2,048 extents: 1.44 * 11.0
+  // Removing every other extent from the low end exercises erase's rebalancing.
+  for (uint64_t k = 0; k < kExtents; k += 2) t.remove(2 * k, 1);
+  EXPECT_EQ(t.extent_count(), kExtents + kExtents / 2);
+  EXPECT_LE(FreeSpaceTreeTestAccess::address_root(t)->height, 15);
+  EXPECT_EQ(t.validate(), "");
 }
 
 TEST(FreeSpaceTree, HandlesTheTopOfTheAddressSpace) {
@@ -413,10 +431,19 @@ TEST(FreeSpaceTree, ValidateReportsCorruption) {
     FreeSpaceTree t;
     build(t);
     detail::FreeExtentNode* root = FreeSpaceTreeTestAccess::address_root(t);
-    detail::FreeExtentNode* child = root->by_address.left != nullptr ? root->by_address.left : root->by_address.right;
-    child->priority = root->priority + 1;
+    ++root->height;
     const std::string message = t.validate();
-    EXPECT_NE(message.find("heap order"), std::string::npos) << message;
+    EXPECT_NE(message.find("height of"), std::string::npos) << message;
+  }
+  {
+    FreeSpaceTree t;
+    build(t);
+    // Cutting off a grandchild's subtree (64 extents: height 7, so that subtree is 4 or 5 high)
+    // leaves its parent with children whose heights differ by more than one.
+    detail::FreeExtentNode* child = FreeSpaceTreeTestAccess::address_root(t)->by_address.left;
+    child->by_address.left = nullptr;
+    const std::string message = t.validate();
+    EXPECT_NE(message.find("unbalanced"), std::string::npos) << message;
   }
   {
     FreeSpaceTree t;

@@ -167,7 +167,7 @@ Allocation VirtualSpace::allocate_locked(std::uint64_t size, std::uint64_t align
   try {
     const std::size_t areas = areas_.size() + lazy_.size() + 1;
     if (lazy_.capacity() < areas) lazy_.reserve(std::max<std::size_t>(areas, 2 * lazy_.capacity()));
-    AreaRecord& record = areas_.try_emplace(*fit, AreaRecord{payload, need}).first->second;
+    AreaRecord& record = areas_.insert(*fit, AreaRecord{payload, need});
     if (stored != nullptr) *stored = &record.payload;
   } catch (const std::bad_alloc&) {
     free_.insert(*fit, need);
@@ -207,15 +207,15 @@ FreeStatus VirtualSpace::free_locked(std::uint64_t offset, bool in_region) {
     return FreeStatus::kOutsideRegion;
   }
   FreeStatus status = FreeStatus::kOk;
-  const auto it = take_live_locked(offset, &status);
-  if (it == areas_.end()) return status;
-  hold_lazily_locked(it);
+  AreaRecord* const record = take_live_locked(offset, &status);
+  if (record == nullptr) return status;
+  hold_lazily_locked(offset, record);
   return FreeStatus::kOk;
 }
 
-void VirtualSpace::hold_lazily_locked(AreaIndex::iterator it) {
-  const LazyArea lazy{it->first, it->second.bytes};
-  areas_.erase(it);
+void VirtualSpace::hold_lazily_locked(std::uint64_t offset, AreaRecord* record) {
+  const LazyArea lazy{offset, record->bytes};
+  areas_.erase(record);
   lazy_.push_back(lazy);  // within the capacity reserved by the allocation: no allocation
   lazy_bytes_ += lazy.bytes;
   // "Exceeds", strictly: a threshold of 0 therefore purges after every free (eager).
@@ -224,25 +224,25 @@ void VirtualSpace::hold_lazily_locked(AreaIndex::iterator it) {
 
 AreaPayload* VirtualSpace::live_area_locked(std::uint64_t offset) {
   mutex_.assert_held();
-  const auto it = areas_.find(offset);
-  return it == areas_.end() ? nullptr : &it->second.payload;
+  AreaRecord* const record = areas_.find(offset);
+  return record == nullptr ? nullptr : &record->payload;
 }
 
 const AreaPayload* VirtualSpace::live_area_locked(std::uint64_t offset) const {
   mutex_.assert_held();
-  const auto it = areas_.find(offset);
-  return it == areas_.end() ? nullptr : &it->second.payload;
+  const AreaRecord* const record = areas_.find(offset);
+  return record == nullptr ? nullptr : &record->payload;
 }
 
-// The lookup again, for the iterator that erase takes: the slot and its control bytes are the
-// ones live_area_locked has just brought into the cache, so this one does not miss.
+// The lookup again, to check the caller's record: the slot is the one live_area_locked has just
+// brought into the cache, so this one does not miss.
 void VirtualSpace::vfree_found_locked(std::uint64_t offset, AreaPayload* payload) {
   mutex_.assert_held();
-  const auto it = areas_.find(offset);
-  VMF_CHECK(it != areas_.end() && &it->second.payload == payload,
+  AreaRecord* const record = areas_.find(offset);
+  VMF_CHECK(record != nullptr && &record->payload == payload,
             "vfree_found: 0x%" PRIx64 " is not the live area found there", offset);
-  forget_live_locked(it->second);
-  hold_lazily_locked(it);
+  forget_live_locked(*record);
+  hold_lazily_locked(offset, record);
   assert_full_locked("vfree_found");
 }
 
@@ -258,24 +258,24 @@ FreeStatus VirtualSpace::release_unused_locked(std::uint64_t offset) {
     return FreeStatus::kOutsideRegion;
   }
   FreeStatus status = FreeStatus::kOk;
-  const auto it = take_live_locked(offset, &status);
-  if (it == areas_.end()) return status;
-  const std::uint64_t bytes = it->second.bytes;
-  areas_.erase(it);
+  AreaRecord* const record = take_live_locked(offset, &status);
+  if (record == nullptr) return status;
+  const std::uint64_t bytes = record->bytes;
+  areas_.erase(record);
   free_.insert(offset, bytes);
   assert_full_locked("release_unused");
   return FreeStatus::kOk;
 }
 
-VirtualSpace::AreaIndex::iterator VirtualSpace::take_live_locked(std::uint64_t offset, FreeStatus* status) {
-  const auto it = areas_.find(offset);
-  if (it == areas_.end()) {
+VirtualSpace::AreaRecord* VirtualSpace::take_live_locked(std::uint64_t offset, FreeStatus* status) {
+  AreaRecord* const record = areas_.find(offset);
+  if (record == nullptr) {
     *status = classify_misuse_locked(offset);
     report_misuse_locked(*status, offset);
-    return it;
+    return nullptr;
   }
-  forget_live_locked(it->second);
-  return it;
+  forget_live_locked(*record);
+  return record;
 }
 
 void VirtualSpace::forget_live_locked(const AreaRecord& record) {
@@ -308,10 +308,10 @@ FreeStatus VirtualSpace::classify_misuse_locked(std::uint64_t offset) {
   if (below && offset < below->end()) return FreeStatus::kNotAllocated;
   std::uint64_t start = below ? below->end() : 0;
   while (start <= offset) {
-    const auto it = areas_.find(start);
-    const LazyArea* const lazy = it == areas_.end() ? lazy_at(start) : nullptr;
-    if (it == areas_.end() && lazy == nullptr) break;  // a free extent starts here: not in an area
-    const std::uint64_t end = start + (lazy != nullptr ? lazy->bytes : it->second.bytes);
+    const AreaRecord* const live = areas_.find(start);
+    const LazyArea* const lazy = live == nullptr ? lazy_at(start) : nullptr;
+    if (live == nullptr && lazy == nullptr) break;  // a free extent starts here: not in an area
+    const std::uint64_t end = start + (lazy != nullptr ? lazy->bytes : live->bytes);
     if (offset < end) {
       if (lazy != nullptr) return FreeStatus::kNotAllocated;
       return offset >= end - guard_bytes() ? FreeStatus::kInGuard : FreeStatus::kInterior;
@@ -424,8 +424,9 @@ std::vector<MapEntry> VirtualSpace::address_map_locked() const {
   std::vector<MapEntry> map;
   map.reserve(free_.extent_count() + areas_.size() + lazy_.size());
   free_.for_each([&](const Extent& e) { map.push_back(MapEntry{e.start, e.size, 0, MapEntry::State::kFree}); });
-  for (const auto& [offset, area] : areas_)
+  areas_.for_each([&](std::uint64_t offset, const AreaRecord& area) {
     map.push_back(MapEntry{offset, area.bytes, config_.guard_pages, MapEntry::State::kBusy});
+  });
   for (const auto& [offset, bytes] : lazy_)
     map.push_back(MapEntry{offset, bytes, config_.guard_pages, MapEntry::State::kLazy});
   std::sort(map.begin(), map.end(), [](const MapEntry& a, const MapEntry& b) { return a.offset < b.offset; });

@@ -27,11 +27,10 @@
 #include <type_traits>
 #include <vector>
 
-#include <absl/container/flat_hash_map.h>
-
 #include "allocator/core/check_depth.h"
 #include "allocator/core/failure.h"
 #include "allocator/core/mutex.h"
+#include "allocator/ds/flat_offset_table.h"
 #include "allocator/ds/free_space_tree.h"
 #include "allocator/os/os.h"
 
@@ -222,8 +221,8 @@ class VirtualSpace {
   [[nodiscard]] VirtualSpaceStats stats_locked() const;
 
   // For the owner that keeps its per-area data in the space's records (AreaPayload), with lock()
-  // held. A payload pointer stays valid until the next call that places an area (the index may
-  // then move its records) or frees that area.
+  // held. A payload pointer stays valid until the next call that places or frees any area (the
+  // index may then move its records: growth moves all, a removal's back shift some).
   // vmalloc_locked that stores `payload` in the new area's record and, if `stored` is not null,
   // sets *stored to where it now is. Failures as vmalloc; nothing stored then.
   [[nodiscard]] Allocation vmalloc_locked(std::uint64_t size, std::uint64_t align, const AreaPayload& payload,
@@ -233,14 +232,15 @@ class VirtualSpace {
   [[nodiscard]] AreaPayload* live_area_locked(std::uint64_t offset);
   [[nodiscard]] const AreaPayload* live_area_locked(std::uint64_t offset) const;
   // vfree_offset_locked of the live area at offset whose payload live_area_locked (or
-  // vmalloc_locked) returned, with no placing call since: the same effect, its one more lookup on
-  // the slot the first one brought into the cache (aborts if payload is not that area's).
+  // vmalloc_locked) returned, with no placing or freeing call since: the same effect, its one more
+  // lookup on the slot the first one brought into the cache (aborts if payload is not that area's).
   void vfree_found_locked(std::uint64_t offset, AreaPayload* payload);
-  // Calls f(offset, payload) for every live area, in no particular order. O(n).
+  // Calls f(offset, payload) for every live area, in no particular order. O(n + c / 64), c the
+  // index's capacity (below 4 times the most areas it has held, and at least 64).
   template <class F>
   void for_each_live_area_locked(F&& f) const {
     mutex_.assert_held();
-    for (const auto& [offset, record] : areas_) f(offset, record.payload);
+    areas_.for_each([&](std::uint64_t offset, const AreaRecord& record) { f(offset, record.payload); });
   }
 
   [[nodiscard]] void* base() const { return base_; }
@@ -255,10 +255,11 @@ class VirtualSpace {
     AreaPayload payload;
     std::uint64_t bytes;
   };
-  // Offset -> record for every live area. A flat hash map: a vfree finds its area with about one
-  // cache miss, where an ordered node-based map missed once per tree level. The order that misuse
+  // Offset -> record for every live area. A flat table with each key in its slot: a vfree finds
+  // its area with about one cache miss, where an ordered node-based map missed once per tree level
+  // and absl::flat_hash_map twice (control bytes, then the slot). The order that misuse
   // classification needs comes from the free tree (classify_misuse_locked).
-  using AreaIndex = absl::flat_hash_map<std::uint64_t, AreaRecord>;
+  using AreaIndex = FlatOffsetTable<AreaRecord>;
   // A lazily-held area: out of the index (vfree erased its record) and in the lazy list only, so
   // a purge touches no hash-map slot, as the kernel's purge list holds vmap areas off its busy tree.
   struct LazyArea {
@@ -272,14 +273,14 @@ class VirtualSpace {
   Allocation allocate_locked(std::uint64_t size, std::uint64_t align, std::uint64_t lo, std::uint64_t hi,
                              const AreaPayload& payload, AreaPayload** stored);
   FreeStatus free_locked(std::uint64_t offset, bool in_region);
-  // vfree of the live area at `it`: its record leaves the index, the area the lazy list; then the
-  // threshold's purge. Allocates nothing.
-  void hold_lazily_locked(AreaIndex::iterator it);
+  // vfree of the live area at offset, whose record is `record`: the record leaves the index, the
+  // area the lazy list; then the threshold's purge. Allocates nothing.
+  void hold_lazily_locked(std::uint64_t offset, AreaRecord* record);
   // Sorts the lazy list in place (its order matters to nothing: purge sorts it too) and classifies.
   FreeStatus classify_misuse_locked(std::uint64_t offset);
   // The live area at offset, with the live counters already reduced by it; on misuse reports it,
-  // sets *status and returns areas_.end(). Allocates nothing.
-  AreaIndex::iterator take_live_locked(std::uint64_t offset, FreeStatus* status);
+  // sets *status and returns nullptr. Allocates nothing.
+  AreaRecord* take_live_locked(std::uint64_t offset, FreeStatus* status);
   void forget_live_locked(const AreaRecord& record);  // the live counters, reduced by record
   void purge_lazy_locked();
   [[nodiscard]] std::vector<MapEntry> address_map_locked() const;
