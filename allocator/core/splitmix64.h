@@ -1,8 +1,8 @@
 // SplitMix64 (Steele, Lea, Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014):
 // the project's one seeded stream of 64-bit numbers. Every step is explicit integer arithmetic, so
 // the same seed gives the same numbers on every compiler, standard library and CPU; any seed,
-// including 0, is fine. Users: the free tree's treap priorities, seeded fault injection (OS and
-// page allocator), the workload generators (seeding xoshiro), the benchmarks' sizes and victims.
+// including 0, is fine. Users: seeded fault injection (OS and page allocator), the workload
+// generators (seeding xoshiro), the benchmarks' sizes and victims.
 #pragma once
 
 #include <cstdint>
